@@ -1,0 +1,223 @@
+# Copyright: janitor.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Connection to the Docker engine: options -> docker SDK ``APIClient``; engine errors -> our exceptions.
+
+This is the only place that imports the Docker SDK. Everything above it receives a connected client and raises
+``JanitorError`` subclasses with messages meant for an operator.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+
+from ansible.module_utils.basic import env_fallback, missing_required_lib
+
+try:
+    import docker
+    import docker.errors
+    import requests.exceptions
+except ImportError:
+    docker = None
+    SDK_IMPORT_ERROR = traceback.format_exc()
+else:
+    SDK_IMPORT_ERROR = None
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+DEFAULT_TIMEOUT = 60
+MIN_API_VERSION = "1.41"
+SDK_PACKAGE = "docker"
+SDK_MIN_VERSION = "7.0.0"
+
+# The connection options, with the names, aliases, defaults and environment variables of community.docker.
+ENGINE_ARGUMENT_SPEC = dict(
+    docker_host=dict(type="str", default=DEFAULT_DOCKER_HOST, fallback=(env_fallback, ["DOCKER_HOST"]),
+                     aliases=["docker_url"]),
+    tls_hostname=dict(type="str", fallback=(env_fallback, ["DOCKER_TLS_HOSTNAME"])),
+    api_version=dict(type="str", default="auto", fallback=(env_fallback, ["DOCKER_API_VERSION"]),
+                     aliases=["docker_api_version"]),
+    timeout=dict(type="int", default=DEFAULT_TIMEOUT, fallback=(env_fallback, ["DOCKER_TIMEOUT"])),
+    ca_path=dict(type="path", aliases=["ca_cert", "tls_ca_cert", "cacert_path"]),
+    client_cert=dict(type="path", aliases=["tls_client_cert", "cert_path"]),
+    client_key=dict(type="path", aliases=["tls_client_key", "key_path"], no_log=False),
+    tls=dict(type="bool", default=False, fallback=(env_fallback, ["DOCKER_TLS"])),
+    validate_certs=dict(type="bool", default=False, fallback=(env_fallback, ["DOCKER_TLS_VERIFY"]),
+                        aliases=["tls_verify"]),
+)
+
+
+class JanitorError(Exception):
+    """An error meant for the operator: the message says what went wrong and what to do."""
+
+    def __init__(self, message, **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class SDKMissingError(JanitorError):
+    pass
+
+
+class EngineUnreachableError(JanitorError):
+    pass
+
+
+class EngineAPIError(JanitorError):
+    """The engine answered with an error status."""
+
+    def __init__(self, message, status=None, explanation="", **details):
+        super().__init__(message, **details)
+        self.status = status
+        self.explanation = explanation
+
+
+def engine_argument_spec(**extra):
+    """The connection options plus the module's own ``extra`` options."""
+    spec = {name: dict(value) for name, value in ENGINE_ARGUMENT_SPEC.items()}
+    spec.update(extra)
+    return spec
+
+
+def _cert_path_default(params, name, filename):
+    if params.get(name):
+        return params[name]
+    cert_dir = os.environ.get("DOCKER_CERT_PATH")
+    if cert_dir:
+        return os.path.join(cert_dir, filename)
+    return None
+
+
+def _tls_config(params):
+    """A docker.tls.TLSConfig for the options, or None for a plain connection."""
+    ca_path = _cert_path_default(params, "ca_path", "ca.pem")
+    client_cert = _cert_path_default(params, "client_cert", "cert.pem")
+    client_key = _cert_path_default(params, "client_key", "key.pem")
+    verify = bool(params.get("validate_certs"))
+    if not (verify or params.get("tls")):
+        return None
+    for option, path in (("ca_path", ca_path), ("client_cert", client_cert), ("client_key", client_key)):
+        if path and not os.path.isfile(path):
+            raise JanitorError(f"{option}: the file {path} does not exist or is not a file")
+    if bool(client_cert) != bool(client_key):
+        raise JanitorError("client_cert and client_key must be given together (the key of the certificate)")
+    if verify and not ca_path:
+        raise JanitorError("validate_certs=true needs ca_path (the CA that signed the daemon's certificate), "
+                           "or DOCKER_CERT_PATH with a ca.pem in it")
+    return docker.tls.TLSConfig(
+        client_cert=(client_cert, client_key) if client_cert else None,
+        ca_cert=ca_path if verify else None,
+        verify=ca_path if verify else False,
+    )
+
+
+def _expect_hostname(client, hostname):
+    """Verify the daemon's certificate against ``hostname`` instead of the host in the URL (tls_hostname)."""
+    import requests.adapters
+
+    class _HostnameAdapter(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            kwargs["assert_hostname"] = hostname
+            kwargs["server_hostname"] = hostname
+            super().init_poolmanager(*args, **kwargs)
+
+    adapter = _HostnameAdapter(pool_connections=1, pool_maxsize=getattr(client, "_pool_size", 10) or 10)
+    client.mount("https://", adapter)
+    client._custom_adapter = adapter
+
+
+def _base_url(params):
+    host = params.get("docker_host") or DEFAULT_DOCKER_HOST
+    if (params.get("tls") or params.get("validate_certs")) and host.startswith("tcp://"):
+        host = "https://" + host[len("tcp://"):]
+    return host
+
+
+def connect(params):
+    """A connected ``docker.APIClient`` for the module parameters (the connection options).
+
+    Raises ``SDKMissingError``, ``EngineUnreachableError`` or ``JanitorError`` with an operator-facing message.
+    """
+    if docker is None:
+        raise SDKMissingError(
+            missing_required_lib(f"{SDK_PACKAGE} (Docker SDK for Python) >= {SDK_MIN_VERSION}"),
+            exception=SDK_IMPORT_ERROR,
+        )
+    host = params.get("docker_host") or DEFAULT_DOCKER_HOST
+    api_version = params.get("api_version") or "auto"
+    try:
+        client = docker.APIClient(
+            base_url=_base_url(params),
+            version=api_version,
+            timeout=params.get("timeout") or DEFAULT_TIMEOUT,
+            tls=_tls_config(params),
+        )
+    except docker.errors.DockerException as exc:
+        raise _connection_error(host, exc) from exc
+    except requests.exceptions.RequestException as exc:
+        raise _connection_error(host, exc) from exc
+    if params.get("tls_hostname") and params.get("validate_certs"):
+        _expect_hostname(client, params["tls_hostname"])
+    try:
+        client.ping()
+        version = client.version(api_version=False) if api_version == "auto" else client.version()
+    except Exception as exc:  # noqa: BLE001 - every failure here means the daemon cannot be used
+        client.close()
+        raise _connection_error(host, exc) from exc
+    engine_api = version.get("ApiVersion", "0")
+    if _version_tuple(engine_api) < _version_tuple(MIN_API_VERSION):
+        client.close()
+        raise JanitorError(
+            f"the Docker daemon at {host} speaks API {engine_api} (Docker {version.get('Version', '?')}), "
+            f"older than {MIN_API_VERSION} (Docker 20.10), the oldest this collection supports"
+        )
+    if api_version != "auto" and _version_tuple(api_version) < _version_tuple(MIN_API_VERSION):
+        client.close()
+        raise JanitorError(f"api_version={api_version} is older than {MIN_API_VERSION}, the oldest this "
+                           f"collection supports; use auto or {MIN_API_VERSION} or newer")
+    return client
+
+
+def _version_tuple(text):
+    try:
+        return tuple(int(part) for part in str(text).split("."))
+    except ValueError:
+        return (0,)
+
+
+def _connection_error(host, exc):
+    text = str(exc)
+    lowered = text.lower()
+    if "permission denied" in lowered:
+        return EngineUnreachableError(
+            f"permission denied on the Docker socket of {host}: run the task as root (become: true) or as a member "
+            f"of the socket's group ({text})"
+        )
+    if isinstance(exc, docker.errors.APIError) and "client version" in lowered and "too old" in lowered:
+        return JanitorError(f"the Docker daemon at {host} refused the API version: {text}")
+    if isinstance(exc, docker.errors.APIError) and "client version" in lowered and "too new" in lowered:
+        return JanitorError(f"the Docker daemon at {host} is too old for the requested api_version: {text}")
+    if "ssl" in lowered or "certificate" in lowered:
+        return EngineUnreachableError(f"TLS handshake with the Docker daemon at {host} failed: {text}")
+    if "timed out" in lowered or "timeout" in lowered:
+        return EngineUnreachableError(f"the Docker daemon at {host} did not answer in time: {text}")
+    return EngineUnreachableError(f"cannot reach the Docker daemon at {host}: {text}")
+
+
+def api_error(exc, action):
+    """Turn a docker SDK error raised while doing ``action`` into an ``EngineAPIError``."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    explanation = getattr(exc, "explanation", None) or str(exc)
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode("utf-8", "replace")
+    return EngineAPIError(f"{action}: {explanation}", status=status, explanation=str(explanation))
+
+
+def is_api_error(exc):
+    return docker is not None and isinstance(exc, docker.errors.APIError)
+
+
+def is_connection_error(exc):
+    return docker is not None and isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout))

@@ -1,0 +1,158 @@
+"""Shared fixtures: private Docker engines of three kinds, a local registry, image builders.
+
+Every test that asks for ``engine`` (or ``clean_engine``) runs once per engine kind: ``legacy``, ``classic`` and
+``containerd``. Pick kinds with ``--engines legacy,containerd`` or ``JANITOR_ENGINES``. Engines start on first use
+and stop at the end of the session; the host's own daemon is never used.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.harness.engines import KINDS, Engine, EngineUnavailable, engine_spec, selected_kinds  # noqa: E402
+from tests.harness.images import ImageFactory  # noqa: E402
+from tests.harness.registry import Registry  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--engines", default=None,
+                     help=f"comma-separated engine kinds to test on ({', '.join(KINDS)}; default all, "
+                          "or $JANITOR_ENGINES)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "engine: test runs against the private Docker engines")
+
+
+def _kinds(config):
+    return selected_kinds(config.getoption("--engines"))
+
+
+def pytest_report_header(config):
+    lines = []
+    for kind in _kinds(config):
+        spec = engine_spec(kind)
+        why = spec.missing()
+        if why:
+            lines.append(f"engine {why}")
+            continue
+        env = dict(os.environ)
+        if spec.path_prefix:
+            env["PATH"] = os.pathsep.join([str(p) for p in spec.path_prefix] + [env.get("PATH", "")])
+        version = subprocess.run([str(spec.dockerd), "--version"], capture_output=True, text=True, env=env).stdout
+        store = "containerd image store" if kind == "containerd" else "overlay2 graph driver"
+        lines.append(f"engine {kind}: {version.strip()} ({store})")
+    return lines
+
+
+def pytest_generate_tests(metafunc):
+    if "engine_kind" in metafunc.fixturenames:
+        metafunc.parametrize("engine_kind", _kinds(metafunc.config), scope="session")
+
+
+class _EnginePool:
+    """Engines started on first use, one per kind, stopped at session end."""
+
+    def __init__(self, config):
+        self.config = config
+        self.engines: dict[str, Engine] = {}
+        self.failed: dict[str, str] = {}
+
+    def get(self, kind: str) -> Engine:
+        if kind in self.failed:
+            self._unavailable(self.failed[kind])
+        if kind not in self.engines:
+            try:
+                engine = Engine(engine_spec(kind)).start()
+            except EngineUnavailable as exc:
+                self.failed[kind] = str(exc)
+                self._unavailable(str(exc))
+            self.engines[kind] = engine
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(f"[janitor] started {engine.describe()}")
+        engine = self.engines[kind]
+        if engine.process is not None and engine.process.poll() is not None:
+            # a fault test killed it: start a fresh one
+            engine.stop()
+            del self.engines[kind]
+            return self.get(kind)
+        return engine
+
+    @staticmethod
+    def _unavailable(reason: str):
+        if IN_CI:
+            pytest.fail(f"Docker engine unavailable under CI: {reason}")
+        pytest.skip(f"Docker engine unavailable: {reason}")
+
+    def stop_all(self):
+        for engine in self.engines.values():
+            engine.stop()
+        self.engines.clear()
+
+
+@pytest.fixture(scope="session")
+def engine_pool(request):
+    pool = _EnginePool(request.config)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture(scope="session")
+def engine(engine_pool, engine_kind) -> Engine:
+    """The private engine of this kind, as the previous test left it."""
+    return engine_pool.get(engine_kind)
+
+
+@pytest.fixture
+def clean_engine(engine) -> Engine:
+    """The private engine of this kind with no containers and no images."""
+    engine.reset()
+    return engine
+
+
+@pytest.fixture(scope="session")
+def images_for(engine_pool):
+    """``images_for(engine)``: the session's ImageFactory for an engine (its build cache lives for the session)."""
+    factories: dict[str, ImageFactory] = {}
+
+    def get(engine: Engine) -> ImageFactory:
+        if factories.get(engine.kind) is None or factories[engine.kind].engine is not engine:
+            factories[engine.kind] = ImageFactory(engine)
+        return factories[engine.kind]
+
+    return get
+
+
+@pytest.fixture
+def images(engine, images_for) -> ImageFactory:
+    return images_for(engine)
+
+
+@pytest.fixture(scope="session")
+def registry():
+    """A local docker-registry on 127.0.0.1 for real RepoDigests."""
+    reg = Registry()
+    try:
+        reg.start()
+    except RuntimeError as exc:
+        if IN_CI:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture
+def engine_args(engine) -> dict:
+    """Module connection options for the engine."""
+    return {"docker_host": engine.url}

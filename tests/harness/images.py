@@ -1,0 +1,206 @@
+"""Offline test images: loaded from archives made here, or built with the classic builder.
+
+Nothing is pulled. Two ways to make images, for two needs:
+
+* ``load()`` writes a ``docker save``-style archive in memory (config, one small layer per image) and loads many
+  images in one request. It sets the creation time and labels exactly, and is fast on every engine kind.
+* ``build()`` runs the engine's classic builder on a tiny context (``FROM scratch`` + ``COPY``, or ``FROM`` another
+  test image). Only builds give images a ``Parent``, so parent/child chains come from here. Results are cached per
+  engine and content, so a test asks for the same build again for free while it still exists.
+
+``busybox_image()`` builds a runnable image from the host's ``busybox-static`` for containers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+BUSYBOX = Path("/bin/busybox")
+EPOCH = datetime(2020, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass
+class ImageSpec:
+    """One image to load: its tags, the file content that makes it unique, labels and creation time."""
+
+    tags: list[str] = field(default_factory=list)
+    content: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    created: datetime = EPOCH
+    extra_layers: list[str] = field(default_factory=list)  # shared base layers, by content
+
+
+def _tar_bytes(files: dict[str, bytes], mode: int = 0o644) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = mode
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _created_text(created: datetime) -> str:
+    return created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def save_archive(specs: list[ImageSpec]) -> bytes:
+    """A ``docker load`` archive holding every spec (shared layers are stored once)."""
+    files: dict[str, bytes] = {}
+    manifest = []
+    for spec in specs:
+        layer_names = []
+        diff_ids = []
+        for index, content in enumerate([*spec.extra_layers, spec.content]):
+            is_own = index == len(spec.extra_layers)
+            path = "content.txt" if is_own else f"base-{hashlib.sha1(content.encode()).hexdigest()[:8]}.txt"
+            layer = _tar_bytes({path: content.encode()})
+            digest = hashlib.sha256(layer).hexdigest()
+            files[f"{digest}/layer.tar"] = layer
+            layer_names.append(f"{digest}/layer.tar")
+            diff_ids.append(f"sha256:{digest}")
+        created = _created_text(spec.created)
+        config = {
+            "architecture": "amd64",
+            "os": "linux",
+            "created": created,
+            "config": {"Labels": dict(spec.labels) or None, "Cmd": ["/content.txt"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": [{"created": created, "created_by": f"janitor test layer {i}"} for i in range(len(diff_ids))],
+        }
+        config_bytes = json.dumps(config, sort_keys=True).encode()
+        config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
+        files[config_name] = config_bytes
+        manifest.append({"Config": config_name, "RepoTags": list(spec.tags) or None, "Layers": layer_names})
+    files["manifest.json"] = json.dumps(manifest).encode()
+    return _tar_bytes(files)
+
+
+class ImageFactory:
+    """Makes test images on one engine."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self._build_cache: dict[str, str] = {}
+        self._counter = 0
+
+    @property
+    def api(self):
+        return self.engine.api
+
+    def unique(self, prefix: str = "img") -> str:
+        self._counter += 1
+        return f"{prefix}-{time.time_ns()}-{self._counter}"
+
+    # -- load --------------------------------------------------------------------------------------------------
+    def load(self, specs: list[ImageSpec]) -> list[str]:
+        """Load the images; returns their IDs in the order of ``specs`` (looked up by their first tag or content)."""
+        archive = save_archive(specs)
+        for _ in self.api.load_image(archive):
+            pass
+        ids = []
+        for spec in specs:
+            if spec.tags:
+                ids.append(self.api.inspect_image(spec.tags[0])["Id"])
+            else:
+                ids.append(self._find_untagged(spec))
+        return ids
+
+    def _find_untagged(self, spec: ImageSpec) -> str:
+        wanted = hashlib.sha256(_tar_bytes({"content.txt": spec.content.encode()})).hexdigest()
+        for image in self.api.images(all=True):
+            layers = self.api.inspect_image(image["Id"])["RootFS"].get("Layers") or []
+            if layers and layers[-1] == f"sha256:{wanted}":
+                return image["Id"]
+        raise LookupError(f"loaded untagged image with content {spec.content!r} not found")
+
+    def simple(self, *tags: str, content: str | None = None, labels=None, created: datetime = EPOCH) -> str:
+        """One loaded image with the given tags; returns its ID."""
+        spec = ImageSpec(list(tags), content if content is not None else self.unique("c"), dict(labels or {}), created)
+        return self.load([spec])[0]
+
+    # -- build -------------------------------------------------------------------------------------------------
+    def build(self, dockerfile: str, files: dict[str, bytes] | None = None, tag: str | None = None,
+              labels: dict | None = None) -> str:
+        """Build with the classic builder; returns the image ID. Cached per engine while the image exists."""
+        files = dict(files or {})
+        key = hashlib.sha256(
+            json.dumps([dockerfile, sorted((k, hashlib.sha256(v).hexdigest()) for k, v in files.items()),
+                        sorted((labels or {}).items())]).encode()
+        ).hexdigest()
+        cached = self._build_cache.get(key)
+        if cached and self._exists(cached):
+            if tag:
+                self.tag(cached, tag)
+            return cached
+        files["Dockerfile"] = dockerfile.encode()
+        context = _tar_bytes(files, mode=0o755)
+        image_id = None
+        log = []
+        for chunk in self.api.build(fileobj=io.BytesIO(context), custom_context=True, tag=tag, labels=labels,
+                                    rm=True, forcerm=True, decode=True, network_mode="none"):
+            log.append(chunk)
+            if "error" in chunk:
+                raise RuntimeError(f"build failed on {self.engine.kind}: {chunk['error']}")
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+        if image_id is None:
+            for chunk in log:
+                text = chunk.get("stream", "")
+                if text.startswith("Successfully built "):
+                    image_id = self.api.inspect_image(text.split()[-1])["Id"]
+        if image_id is None:
+            raise RuntimeError(f"build on {self.engine.kind} gave no image ID: {log}")
+        self._build_cache[key] = image_id
+        return image_id
+
+    def scratch(self, content: str, tag: str | None = None, labels: dict | None = None) -> str:
+        """``FROM scratch`` + ``COPY`` of one small file."""
+        return self.build("FROM scratch\nCOPY f /f\n", {"f": content.encode()}, tag=tag, labels=labels)
+
+    def child(self, parent: str, content: str, tag: str | None = None, labels: dict | None = None) -> str:
+        """An image built ``FROM parent`` (the parent must be tagged or an ID); gets ``Parent`` set."""
+        return self.build(f"FROM {parent}\nCOPY g /g\n", {"g": content.encode()}, tag=tag, labels=labels)
+
+    def busybox_image(self, tag: str = "janitor-busybox:latest") -> str:
+        """A runnable image from the host's busybox-static."""
+        return self.build(
+            'FROM scratch\nCOPY busybox /bin/busybox\nCMD ["/bin/busybox", "sleep", "3600"]\n',
+            {"busybox": BUSYBOX.read_bytes()}, tag=tag,
+        )
+
+    def _exists(self, image_id: str) -> bool:
+        try:
+            self.api.inspect_image(image_id)
+            return True
+        except Exception:  # noqa: BLE001 - docker.errors.NotFound, mostly
+            return False
+
+    # -- tags and containers -----------------------------------------------------------------------------------
+    def tag(self, image: str, *refs: str) -> None:
+        for ref in refs:
+            repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
+            self.api.tag(image, repo, tag or "latest", force=True)
+
+    def stopped_container(self, image: str) -> str:
+        """A container that exists but does not run (created, never started)."""
+        return self.api.create_container(
+            image, command=["/bin/busybox", "true"], host_config=self.api.create_host_config(network_mode="none")
+        )["Id"]
+
+    def running_container(self, image: str) -> str:
+        cid = self.api.create_container(
+            image, command=["/bin/busybox", "sleep", "3600"],
+            host_config=self.api.create_host_config(network_mode="none"),
+        )["Id"]
+        self.api.start(cid)
+        return cid
