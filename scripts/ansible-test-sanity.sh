@@ -4,7 +4,8 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 venv_python=${VENV_PYTHON:-$repo/.venv/bin/python}
-work="$repo/.cache/sanity/ansible_collections/janitor/docker"
+# outside the repo: inside it, git would hide the copy (.cache is ignored) and ansible-test would skip everything
+work="${SANITY_DIR:-/tmp/janitor-sanity}/ansible_collections/janitor/docker"
 mkdir -p "$work"
 rsync -a --delete --exclude .cache --exclude .venv --exclude .git --exclude .pytest_cache --exclude '__pycache__' \
   --exclude tests/output --exclude demo/work --exclude 'benchmarks/results' "$repo/" "$work/"

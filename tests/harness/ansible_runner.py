@@ -96,7 +96,7 @@ def run_playbook(playbook: str | Path, inventory: str = "localhost,", check: boo
         if extra_vars:
             cmd += ["-e", json.dumps(extra_vars)]
         cmd += list(args)
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
                               env=ansible_env({**(env or {}), "JANITOR_RESULTS_FILE": str(results_file)}))
         results = []
         if results_file.exists():

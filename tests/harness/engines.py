@@ -221,7 +221,7 @@ class Engine:
         """Remove every container and every image: a clean engine for the next test."""
         for c in self.api.containers(all=True, quiet=True):
             self.api.remove_container(c["Id"], force=True)
-        for _ in range(20):
+        for _round in range(20):
             images = self.api.images(all=True)
             if not images:
                 return
@@ -247,7 +247,7 @@ class Engine:
 
 def _kill_processes_mentioning(marker: str) -> None:
     """Kill leftover containerd and shim processes whose command line names our temp dir."""
-    for _ in range(3):
+    for _attempt in range(3):
         victims = []
         for pid_dir in Path("/proc").iterdir():
             if not pid_dir.name.isdigit() or int(pid_dir.name) == os.getpid():

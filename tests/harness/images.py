@@ -105,8 +105,9 @@ class ImageFactory:
     def load(self, specs: list[ImageSpec]) -> list[str]:
         """Load the images; returns their IDs in the order of ``specs`` (looked up by their first tag or content)."""
         archive = save_archive(specs)
-        for _ in self.api.load_image(archive):
-            pass
+        for chunk in self.api.load_image(archive):
+            if isinstance(chunk, dict) and chunk.get("error"):
+                raise RuntimeError(f"load failed on {self.engine.kind}: {chunk['error']}")
         ids = []
         for spec in specs:
             if spec.tags:
@@ -188,7 +189,7 @@ class ImageFactory:
     # -- tags and containers -----------------------------------------------------------------------------------
     def tag(self, image: str, *refs: str) -> None:
         for ref in refs:
-            repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
+            repo, _sep, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
             self.api.tag(image, repo, tag or "latest", force=True)
 
     def stopped_container(self, image: str) -> str:

@@ -1,0 +1,164 @@
+# Copyright: janitor.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""One read of the engine's images and containers, as plain immutable records.
+
+``read(client)`` makes exactly two list requests (``GET /images/json?all=1`` and ``GET /containers/json?all=1``)
+plus one ``GET /info``; nothing after it talks to the engine, so selection and planning are pure functions of a
+``Snapshot`` and can be tested without a daemon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CLASSIC = "classic"
+CONTAINERD = "containerd"
+NONE_TAG = "<none>:<none>"
+NONE_DIGEST = "<none>@<none>"
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: str  # "sha256:<64 hex>"
+    parent: str = ""  # the parent image ID, "" when none
+    tags: tuple = ()  # "repo:tag" as the engine lists them (familiar form: "busybox:latest")
+    digests: tuple = ()  # "repo@sha256:<hex>"
+    created: int = 0  # seconds since the epoch
+    size: int = 0  # bytes, as the engine lists them
+    labels: tuple = ()  # sorted (key, value) pairs
+
+    @property
+    def references(self):
+        return self.tags + self.digests
+
+    @property
+    def label_dict(self):
+        return dict(self.labels)
+
+    @property
+    def dangling(self):
+        """No tag (the engine's ``dangling=true``: digests alone do not count as tags)."""
+        return not self.tags
+
+    @property
+    def repositories(self):
+        """The distinct repository names among the references, in first-seen order."""
+        seen = []
+        for ref in self.references:
+            repo = repository_of(ref)
+            if repo not in seen:
+                seen.append(repo)
+        return tuple(seen)
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    id: str  # full container ID
+    image_id: str  # "sha256:<hex>"
+    state: str = "exited"  # running, paused, restarting, exited, created, dead, removing
+    name: str = ""
+
+    @property
+    def running(self):
+        return self.state in ("running", "paused", "restarting")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    images: tuple = ()  # ImageRecord
+    containers: tuple = ()  # ContainerRecord
+    store: str = CLASSIC  # CLASSIC (graph driver) or CONTAINERD (containerd image store)
+    engine_version: str = ""
+    api_version: str = ""
+    _by_id: dict = field(default=None, compare=False, repr=False)
+
+    def by_id(self):
+        """{image ID: ImageRecord}."""
+        if self._by_id is None:
+            object.__setattr__(self, "_by_id", {image.id: image for image in self.images})
+        return self._by_id
+
+    def children(self, image_id):
+        return [image for image in self.images if image.parent == image_id]
+
+    def containers_of(self, image_id):
+        return [c for c in self.containers if c.image_id == image_id]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One thing the user asked to remove, resolved against a snapshot.
+
+    ``kind`` is ``reference`` (a tag or digest reference, removed as ``docker rmi <reference>`` would) or ``id``
+    (the whole image, as ``docker rmi <id>``). ``target`` is what is sent to the engine: the reference in the
+    engine's familiar form, or the full image ID. ``given`` is what the user wrote; ``rule`` names what selected it
+    (``images``, a filter name, ``all``...).
+    """
+
+    kind: str
+    target: str
+    image_id: str
+    given: str = ""
+    rule: str = "images"
+
+
+def repository_of(reference):
+    """``repo`` of ``repo:tag``, ``repo@digest`` or ``repo:tag@digest`` (a registry port is not a tag)."""
+    name = reference.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        name = name[:colon]
+    return name
+
+
+def _clean(values, none_value):
+    return tuple(v for v in (values or ()) if v and v != none_value)
+
+
+def image_from_api(data):
+    """An ImageRecord from one entry of ``GET /images/json``."""
+    return ImageRecord(
+        id=data["Id"],
+        parent=data.get("ParentId") or "",
+        tags=_clean(data.get("RepoTags"), NONE_TAG),
+        digests=_clean(data.get("RepoDigests"), NONE_DIGEST),
+        created=int(data.get("Created") or 0),
+        size=int(data.get("Size") or 0),
+        labels=tuple(sorted((data.get("Labels") or {}).items())),
+    )
+
+
+def container_from_api(data):
+    """A ContainerRecord from one entry of ``GET /containers/json?all=1``."""
+    names = data.get("Names") or [""]
+    return ContainerRecord(
+        id=data["Id"],
+        image_id=data.get("ImageID") or "",
+        state=data.get("State") or "",
+        name=names[0].lstrip("/"),
+    )
+
+
+def store_of(info):
+    """CONTAINERD when ``GET /info`` shows the containerd snapshotter, else CLASSIC."""
+    for pair in info.get("DriverStatus") or ():
+        if len(pair) == 2 and pair[0] == "driver-type" and pair[1] == "io.containerd.snapshotter.v1":
+            return CONTAINERD
+    return CLASSIC
+
+
+def read(client):
+    """Read images, containers and the store kind once. ``client`` is a docker SDK APIClient."""
+    info = client.info()
+    images = tuple(image_from_api(item) for item in client.images(all=True))
+    containers = tuple(container_from_api(item) for item in client.containers(all=True))
+    return Snapshot(
+        images=images,
+        containers=containers,
+        store=store_of(info),
+        engine_version=info.get("ServerVersion", ""),
+        api_version=client.api_version,
+    )
