@@ -18,7 +18,7 @@ export PATH := $(VENV)/bin:$(PATH):/usr/sbin:/sbin
 export ANSIBLE_NOCOLOR := 1
 export PY_COLORS := 0
 
-.PHONY: help setup sysdeps venv engines link test unit integration sanity lint changelog-lint demo bench bench-smoke \
+.PHONY: pytest help setup sysdeps venv engines link test unit integration sanity lint changelog-lint demo bench bench-smoke \
         build clean
 
 help:
@@ -54,6 +54,10 @@ unit: setup
 
 integration: setup
 	$(VPY) -m pytest --ansible-unit-inject-only -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+
+# Any pytest selection, e.g. make pytest ARGS="tests/integration/test_image_remove.py -k digest --engines legacy"
+pytest: setup
+	$(VPY) -m pytest --ansible-unit-inject-only -p no:cacheprovider $(ARGS)
 
 sanity: setup
 	@bash scripts/ansible-test-sanity.sh
