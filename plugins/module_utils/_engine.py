@@ -90,6 +90,10 @@ def _cert_path_default(params, name, filename):
     return None
 
 
+def _looks_like_pem(value):
+    return "-----BEGIN" in value or "\n" in value
+
+
 def _tls_config(params):
     """A docker.tls.TLSConfig for the options, or None for a plain connection."""
     ca_path = _cert_path_default(params, "ca_path", "ca.pem")
@@ -99,6 +103,10 @@ def _tls_config(params):
     if not (verify or params.get("tls")):
         return None
     for option, path in (("ca_path", ca_path), ("client_cert", client_cert), ("client_key", client_key)):
+        if path and _looks_like_pem(path):
+            # a certificate or key pasted where its path belongs: never repeat it (it may be a private key)
+            raise JanitorError(f"{option} must be the path of a PEM file, not its content "
+                               f"(the value given looks like PEM text; it is not repeated here)")
         if path and not os.path.isfile(path):
             raise JanitorError(f"{option}: the file {path} does not exist or is not a file")
     if bool(client_cert) != bool(client_key):
@@ -128,6 +136,24 @@ def _expect_hostname(client, hostname):
     client._custom_adapter = adapter
 
 
+def _pin_tls_settings(client):
+    """Make the options, not the environment, decide how the daemon's certificate is verified.
+
+    requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` replace a session's CA file for every request, which
+    would silently swap ``ca_path`` for the system bundle (and turn ``tls=true`` without ``validate_certs`` into a
+    verification against it). Proxies and the rest of the environment still apply.
+    """
+    merge = client.merge_environment_settings
+    pinned = client.verify
+
+    def merge_environment_settings(url, proxies, stream, verify, cert):
+        settings = merge(url, proxies, stream, verify, cert)
+        settings["verify"] = pinned
+        return settings
+
+    client.merge_environment_settings = merge_environment_settings
+
+
 def _base_url(params):
     host = params.get("docker_host") or DEFAULT_DOCKER_HOST
     if (params.get("tls") or params.get("validate_certs")) and host.startswith("tcp://"):
@@ -147,25 +173,34 @@ def connect(params):
         )
     host = params.get("docker_host") or DEFAULT_DOCKER_HOST
     api_version = params.get("api_version") or "auto"
+    auto = api_version.lower() == "auto"
+    tls = _tls_config(params)
     try:
+        # never "auto" here: the SDK would ask the daemon before the TLS settings below are in place
         client = docker.APIClient(
             base_url=_base_url(params),
-            version=api_version,
+            version=MIN_API_VERSION if auto else api_version,
             timeout=params.get("timeout") or DEFAULT_TIMEOUT,
-            tls=_tls_config(params),
+            tls=tls,
         )
     except docker.errors.DockerException as exc:
-        raise _connection_error(host, exc) from exc
+        raise _connection_error(host, exc, params) from exc
     except requests.exceptions.RequestException as exc:
-        raise _connection_error(host, exc) from exc
-    if params.get("tls_hostname") and params.get("validate_certs"):
-        _expect_hostname(client, params["tls_hostname"])
+        raise _connection_error(host, exc, params) from exc
+    if tls is not None:
+        _pin_tls_settings(client)
+        if params.get("tls_hostname") and params.get("validate_certs"):
+            _expect_hostname(client, params["tls_hostname"])
     try:
+        version = client.version(api_version=False)
+        if auto:
+            client._version = version["ApiVersion"]
         client.ping()
-        version = client.version(api_version=False) if api_version == "auto" else client.version()
+        if not auto:
+            version = client.version()
     except Exception as exc:  # noqa: BLE001 - every failure here means the daemon cannot be used
         client.close()
-        raise _connection_error(host, exc) from exc
+        raise _connection_error(host, exc, params) from exc
     engine_api = version.get("ApiVersion", "0")
     if _version_tuple(engine_api) < _version_tuple(MIN_API_VERSION):
         client.close()
@@ -173,7 +208,7 @@ def connect(params):
             f"the Docker daemon at {host} speaks API {engine_api} (Docker {version.get('Version', '?')}), "
             f"older than {MIN_API_VERSION} (Docker 20.10), the oldest this collection supports"
         )
-    if api_version != "auto" and _version_tuple(api_version) < _version_tuple(MIN_API_VERSION):
+    if not auto and _version_tuple(api_version) < _version_tuple(MIN_API_VERSION):
         client.close()
         raise JanitorError(f"api_version={api_version} is older than {MIN_API_VERSION}, the oldest this "
                            f"collection supports; use auto or {MIN_API_VERSION} or newer")
@@ -187,7 +222,8 @@ def _version_tuple(text):
         return (0,)
 
 
-def _connection_error(host, exc):
+def _connection_error(host, exc, params=None):
+    params = params or {}
     text = str(exc)
     lowered = text.lower()
     if "permission denied" in lowered:
@@ -199,6 +235,37 @@ def _connection_error(host, exc):
         return JanitorError(f"the Docker daemon at {host} refused the API version: {text}")
     if isinstance(exc, docker.errors.APIError) and "client version" in lowered and "too new" in lowered:
         return JanitorError(f"the Docker daemon at {host} is too old for the requested api_version: {text}")
+    if "http request to an https server" in lowered:
+        return EngineUnreachableError(
+            f"the Docker daemon at {host} only speaks TLS: set tls=true or validate_certs=true (with ca_path, "
+            f"client_cert and client_key, or DOCKER_TLS_VERIFY and DOCKER_CERT_PATH)"
+        )
+    if "key values mismatch" in lowered or "key_values_mismatch" in lowered:
+        return JanitorError(f"cannot connect to the Docker daemon at {host}: client_key "
+                            f"{params.get('client_key') or '(from DOCKER_CERT_PATH)'} is not the key of client_cert "
+                            f"{params.get('client_cert') or '(from DOCKER_CERT_PATH)'}")
+    if "certificate required" in lowered or "bad certificate" in lowered or "unknown ca" in lowered:
+        return EngineUnreachableError(
+            f"the Docker daemon at {host} refused our client certificate (none given, or not signed by a CA it "
+            f"trusts): set client_cert and client_key ({text})"
+        )
+    if "eof occurred in violation of protocol" in lowered and (params.get("tls") or params.get("validate_certs")):
+        return EngineUnreachableError(
+            f"the Docker daemon at {host} closed the connection during the TLS handshake, which it does when it does "
+            f"not trust our client certificate ({params.get('client_cert') or 'none given'}): check client_cert and "
+            f"client_key ({text})"
+        )
+    if "hostname mismatch" in lowered or "doesn't match" in lowered or "not valid for" in lowered:
+        expected = params.get("tls_hostname") or host
+        return EngineUnreachableError(
+            f"TLS handshake with the Docker daemon at {host} failed: its certificate does not name {expected}; "
+            f"set tls_hostname to a name the certificate holds ({text})"
+        )
+    if "certificate verify failed" in lowered:
+        return EngineUnreachableError(
+            f"TLS handshake with the Docker daemon at {host} failed: its certificate is not signed by the CA in "
+            f"ca_path {params.get('ca_path') or '(from DOCKER_CERT_PATH)'} ({text})"
+        )
     if "ssl" in lowered or "certificate" in lowered:
         return EngineUnreachableError(f"TLS handshake with the Docker daemon at {host} failed: {text}")
     if "timed out" in lowered or "timeout" in lowered:
