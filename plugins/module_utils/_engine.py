@@ -11,6 +11,7 @@ This is the only place that imports the Docker SDK. Everything above it receives
 from __future__ import annotations
 
 import os
+import re
 import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
@@ -174,6 +175,13 @@ def connect(params):
     host = params.get("docker_host") or DEFAULT_DOCKER_HOST
     api_version = params.get("api_version") or "auto"
     auto = api_version.lower() == "auto"
+    if not auto:
+        if not re.fullmatch(r"[0-9]+\.[0-9]+", api_version):
+            raise JanitorError(f"api_version={api_version!r} is not an API version: use auto, or a version such "
+                               f"as {MIN_API_VERSION}")
+        if _version_tuple(api_version) < _version_tuple(MIN_API_VERSION):
+            raise JanitorError(f"api_version={api_version} is older than {MIN_API_VERSION}, the oldest this "
+                               f"collection supports; use auto or {MIN_API_VERSION} or newer")
     tls = _tls_config(params)
     try:
         # never "auto" here: the SDK would ask the daemon before the TLS settings below are in place
@@ -208,10 +216,6 @@ def connect(params):
             f"the Docker daemon at {host} speaks API {engine_api} (Docker {version.get('Version', '?')}), "
             f"older than {MIN_API_VERSION} (Docker 20.10), the oldest this collection supports"
         )
-    if not auto and _version_tuple(api_version) < _version_tuple(MIN_API_VERSION):
-        client.close()
-        raise JanitorError(f"api_version={api_version} is older than {MIN_API_VERSION}, the oldest this "
-                           f"collection supports; use auto or {MIN_API_VERSION} or newer")
     return client
 
 
