@@ -1,0 +1,67 @@
+"""Connection errors and TLS settings of _engine that need no daemon."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.janitor.docker.plugins.module_utils import _engine
+
+HOST = "tcp://127.0.0.1:2376"
+TLS = {"validate_certs": True, "ca_path": "/etc/ca.pem", "client_cert": "/etc/cert.pem", "client_key": "/etc/key.pem"}
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("Client sent an HTTP request to an HTTPS server.", ["only speaks TLS", "tls=true"]),
+    ("[X509: KEY_VALUES_MISMATCH] key values mismatch", ["/etc/key.pem", "/etc/cert.pem", "not the key"]),
+    ("[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate required", ["client certificate"]),
+    ("[SSL: SSLV3_ALERT_BAD_CERTIFICATE] sslv3 alert bad certificate", ["client certificate"]),
+    ("EOF occurred in violation of protocol (_ssl.c:2427)", ["TLS handshake", "/etc/cert.pem"]),
+    ("certificate verify failed: Hostname mismatch, certificate is not valid for '127.0.0.1'", ["tls_hostname"]),
+    ("certificate verify failed: unable to get local issuer certificate", ["not signed by the CA", "/etc/ca.pem"]),
+])
+def test_tls_failures_are_explained(text, fragments):
+    message = _engine._connection_error(HOST, RuntimeError(text), TLS).message
+    assert HOST in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+@pytest.mark.parametrize("option", ["ca_path", "client_cert", "client_key"])
+def test_pem_text_in_a_path_option_is_not_repeated(option, tmp_path):
+    files = {}
+    for name in ("ca_path", "client_cert", "client_key"):
+        files[name] = str(tmp_path / f"{name}.pem")
+        Path(files[name]).write_text("x")
+    pem = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n"
+    params = dict(TLS, **files)
+    params[option] = pem
+    with pytest.raises(_engine.JanitorError) as info:
+        _engine._tls_config(params)
+    assert option in info.value.message
+    assert "MIGHAgEA" not in info.value.message and "PRIVATE KEY" not in info.value.message
+
+
+@pytest.mark.parametrize("api_version", ["1.30", "1.40", "one", "1.41.2", "v1.41"])
+def test_bad_api_versions_are_refused_before_connecting(api_version):
+    with pytest.raises(_engine.JanitorError, match="api_version"):
+        _engine.connect({"docker_host": "unix:///nonexistent.sock", "api_version": api_version})
+
+
+def test_environment_ca_bundle_does_not_replace_ca_path(tmp_path, monkeypatch):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    import docker
+
+    client = docker.APIClient(base_url="https://127.0.0.1:1", version="1.41",
+                              tls=_engine._tls_config({"validate_certs": True, "ca_path": str(ca)}))
+    _engine._pin_tls_settings(client)
+    settings = client.merge_environment_settings("https://127.0.0.1:1/version", {}, False, None, None)
+    assert settings["verify"] == str(ca)
+    unverified = docker.APIClient(base_url="https://127.0.0.1:1", version="1.41",
+                                  tls=_engine._tls_config({"tls": True}))
+    _engine._pin_tls_settings(unverified)
+    assert unverified.merge_environment_settings("https://127.0.0.1:1/", {}, False, None, None)["verify"] is False
