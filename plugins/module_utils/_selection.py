@@ -1,0 +1,539 @@
+# Copyright: janitor.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Selection by policy: engine-style image filters, ``exclude``, ``keep_latest`` and ``all`` -> Requests.
+
+Pure: ``select(snapshot, params, now)`` reads nothing but the snapshot, so check mode and the real run select the
+same images from the same engine state, and the selection is tested without a daemon.
+
+Semantics (the engine's, on one snapshot):
+
+* Without ``all``, filters look at the images ``docker images`` lists: every image with a reference, and untagged
+  images without child images. Untagged intermediate images (parents of other images) are hidden, as on the
+  engine; they go with their last child when ``prune`` is on. With ``all``, every image not used by a container
+  is a candidate (``docker image prune -a``), still without the intermediate images, which the engine removes
+  through their children.
+* ``reference`` globs follow Go's ``path.Match`` (``*`` and ``?`` never match ``/``) against each reference in its
+  familiar form and against its repository name, like ``docker images --filter reference=``. Only the matching
+  references are requested (other tags stay).
+* ``label``: every value must hold (``key`` present, or ``key=value`` equal). ``label!``: no value may hold.
+* ``before`` / ``since``: created strictly before / after the named image (the listing has whole seconds: an
+  image created in the same second as the named one is never selected by either).
+* ``until``: created at or before now minus a duration (``240h``, ``10d``, ``2w``, ``1h30m``) or a timestamp.
+* ``exclude`` protects whole images (by ID or ID prefix, reference, or glob) from every rule. ``keep_latest: N``
+  keeps, per repository, the N most recently created images among those still selected after ``exclude``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+
+from ansible_collections.janitor.docker.plugins.module_utils._engine import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._snapshot import CONTAINERD, Request, repository_of
+
+SELECTION_ARGUMENT_SPEC = dict(
+    filters=dict(type="dict"),
+    exclude=dict(type="list", elements="str", default=[]),
+    keep_latest=dict(type="int"),
+    all=dict(type="bool", default=False),
+)
+
+FILTER_NAMES = ("before", "dangling", "label", "label!", "reference", "since", "until")
+
+KEPT_EXCLUDED = "excluded"
+KEPT_LATEST = "keep_latest"
+KEPT_CONTAINER = "container"
+
+_HEX = re.compile(r"^(?:sha256:)?([0-9a-f]{1,64})$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+                 "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_TIMESTAMP = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})"
+    r"(?:T(\d{2})(?::(\d{2})(?::(\d{2})(\.\d{1,9})?)?)?)?"
+    r"(Z|z|[+-]\d{2}:\d{2})?$"
+)
+_UNIX = re.compile(r"^(\d+)(?:\.(\d{1,9}))?$")
+_LABEL_KEY = re.compile(r"^[^=\s]+$")
+
+DURATION_FORMS = ("a duration such as 240h, 90m, 1h30m, 10d or 2w; a timestamp such as 2024-05-01, "
+                  "2024-05-01T12:00:00Z or 2024-05-01T12:00:00+02:00 (local time without a zone); "
+                  "or Unix seconds such as 1714564800")
+
+
+# -- references -----------------------------------------------------------------------------------------------
+def familiar(reference, default_tag=True):
+    """The engine's short form of a reference: ``docker.io/library/busybox`` -> ``busybox:latest``
+    (``busybox`` without ``default_tag``)."""
+    name, at, digest = reference.partition("@")
+    for prefix in ("docker.io/", "index.docker.io/", "registry-1.docker.io/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            if name.startswith("library/") and name.count("/") == 1:
+                name = name[len("library/"):]
+            break
+    else:
+        if name.startswith("library/") and name.count("/") == 1:
+            name = name[len("library/"):]
+    slash = name.rfind("/")
+    if default_tag and name.rfind(":") <= slash and not at:
+        name += ":latest"
+    return name + at + digest
+
+
+def _is_glob(text):
+    return any(c in text for c in "*?[\\")
+
+
+def compile_glob(pattern, option="filters.reference"):
+    """A compiled regex matching what Go's ``path.Match(pattern, s)`` matches; JanitorError on a bad pattern."""
+    out = []
+    i = 0
+    n = len(pattern)
+
+    def bad(why):
+        return JanitorError(
+            f"{option}: {pattern!r} is not a valid glob ({why}); use * and ? (they do not match /), [abc], [a-z] "
+            f"or [^a-z] classes, and \\ to escape a special character"
+        )
+
+    while i < n:
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "\\":
+            if i + 1 >= n:
+                raise bad("it ends with an escape character")
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+        elif c == "[":
+            i += 1
+            negate = i < n and pattern[i] == "^"
+            if negate:
+                i += 1
+            ranges = []
+            while True:
+                if i >= n:
+                    raise bad("a [ class is not closed")
+                if pattern[i] == "]" and ranges:
+                    i += 1
+                    break
+                lo, i = _class_char(pattern, i, bad)
+                hi = lo
+                if i < n and pattern[i] == "-":
+                    hi, i = _class_char(pattern, i + 1, bad)
+                    if hi < lo:
+                        raise bad(f"the range {lo}-{hi} is reversed")
+                ranges.append(re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}")
+            out.append(("[^/" if negate else "[") + "".join(ranges) + "]")
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def _class_char(pattern, i, bad):
+    if i >= len(pattern):
+        raise bad("a [ class is not closed")
+    c = pattern[i]
+    if c in "-]":
+        raise bad(f"{c!r} must be escaped inside a [ class")
+    if c == "\\":
+        if i + 1 >= len(pattern):
+            raise bad("it ends with an escape character")
+        return pattern[i + 1], i + 2
+    return c, i + 1
+
+
+def reference_matches(regexes, reference):
+    """``docker images --filter reference=``: the familiar reference, or else its repository name, matches."""
+    name = repository_of(reference)
+    return any(rx.match(reference) or rx.match(name) for rx in regexes)
+
+
+# -- time ---------------------------------------------------------------------------------------------------
+def parse_duration(text):
+    """Seconds for a Go-style duration with days and weeks added (``1h30m``, ``10d``, ``2w``), else None."""
+    body = text.strip()
+    sign = 1.0
+    if body[:1] in ("+", "-"):
+        sign = -1.0 if body[0] == "-" else 1.0
+        body = body[1:]
+    if not body or body == "0":
+        return None
+    pos = 0
+    total = 0.0
+    while pos < len(body):
+        match = _DURATION_PART.match(body, pos)
+        if not match:
+            return None
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    return sign * total
+
+
+def parse_until(value, now):
+    """The cut-off time (epoch seconds) for ``until``: now minus a duration, or an absolute time."""
+    text = str(value).strip()
+    duration = parse_duration(text) if text else None
+    if duration is not None:
+        return now - duration
+    match = _TIMESTAMP.match(text)
+    if match:
+        year, month, day, hour, minute, second, fraction, zone = match.groups()
+        try:
+            fields = (int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
+            if not (1 <= fields[1] <= 12 and 1 <= fields[2] <= 31 and fields[3] < 24 and fields[4] < 60
+                    and fields[5] < 61):
+                raise ValueError("out of range")
+            if zone is None:
+                seconds = time.mktime(fields + (0, 0, -1))
+            else:
+                seconds = calendar.timegm(fields + (0, 0, 0))
+                if zone not in ("Z", "z"):
+                    offset = int(zone[1:3]) * 3600 + int(zone[4:6]) * 60
+                    seconds -= offset if zone[0] == "+" else -offset
+        except (ValueError, OverflowError) as exc:
+            raise JanitorError(f"filters.until: {text!r} is not a valid time ({exc}); use {DURATION_FORMS}") from exc
+        return seconds + (float(fraction) if fraction else 0.0)
+    match = _UNIX.match(text)
+    if match:
+        return float(text)
+    raise JanitorError(f"filters.until: {text!r} is neither a duration nor a timestamp; use {DURATION_FORMS}")
+
+
+# -- validation ---------------------------------------------------------------------------------------------
+def _as_list(name, value):
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        items = [value]
+    out = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            raise JanitorError(f"filters.{name}: {item!r} is not a string; give a string or a list of strings")
+        text = str(item).strip()
+        if not text:
+            raise JanitorError(f"filters.{name}: an empty value is not allowed")
+        out.append(text)
+    return out
+
+
+def _as_bool(name, value):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise JanitorError(f"filters.{name}: {value!r} is not a boolean; use true or false")
+
+
+def _labels(name, value):
+    checks = []
+    for text in _as_list(name, value):
+        key, eq, wanted = text.partition("=")
+        if not _LABEL_KEY.match(key):
+            raise JanitorError(f"filters.{name}: {text!r} is not a label condition; use key or key=value "
+                               f"(the key not empty, without spaces)")
+        checks.append((key, wanted if eq else None))
+    return checks
+
+
+def _single(name, value):
+    values = _as_list(name, value)
+    if len(values) != 1:
+        raise JanitorError(f"filters.{name}: give exactly one value, not {len(values)}")
+    return values[0]
+
+
+class _Policy:
+    """The validated options."""
+
+    def __init__(self, params, now):
+        filters = params.get("filters")
+        if filters is None:
+            filters = {}
+        if not isinstance(filters, dict):
+            raise JanitorError(f"filters: expected a dictionary of filter names, got {filters!r}")
+        unknown = sorted(str(k) for k in filters if k not in FILTER_NAMES)
+        if unknown:
+            raise JanitorError(f"filters: unknown filter name(s) {', '.join(unknown)}; valid filters: "
+                               f"{', '.join(FILTER_NAMES)}")
+        self.filters = {k: v for k, v in filters.items() if v is not None}
+        self.all = bool(params.get("all"))
+        self.dangling = _as_bool("dangling", self.filters["dangling"]) if "dangling" in self.filters else None
+        self.patterns = _as_list("reference", self.filters.get("reference"))
+        self.reference_rx = [compile_glob(p) for p in self.patterns]
+        self.labels = _labels("label", self.filters.get("label"))
+        self.not_labels = _labels("label!", self.filters.get("label!"))
+        self.before = _single("before", self.filters["before"]) if "before" in self.filters else None
+        self.since = _single("since", self.filters["since"]) if "since" in self.filters else None
+        self.until = None
+        if "until" in self.filters:
+            self.until = parse_until(_single("until", self.filters["until"]), now)
+        keep = params.get("keep_latest")
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
+            raise JanitorError(f"keep_latest: {keep!r} is not valid; use a whole number, 0 or more "
+                               f"(the images to keep per repository)")
+        self.keep_latest = keep
+        exclude = params.get("exclude") or []
+        if isinstance(exclude, str):
+            exclude = [exclude]
+        self.exclude = []
+        for item in exclude:
+            text = str(item).strip()
+            if not text:
+                raise JanitorError("exclude: an empty value is not allowed; give references, globs or image IDs")
+            self.exclude.append(text)
+        self.exclude_rx = [(text, compile_glob(text, "exclude")) for text in self.exclude if _is_glob(text)]
+        # a name without tag protects every reference in that repository, as reference= would select them all
+        self.exclude_refs = {familiar(text, default_tag=False): text for text in self.exclude if not _is_glob(text)}
+        self.exclude_hex = [(text, _HEX.match(text).group(1)) for text in self.exclude if _HEX.match(text)]
+
+    @property
+    def active(self):
+        return bool(self.filters) or self.all
+
+    def describe(self):
+        """``dangling=true,label=a`` — the filters as given, for ``given``."""
+        parts = []
+        for name in FILTER_NAMES:
+            if name not in self.filters:
+                continue
+            value = self.filters[name]
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(item, bool):
+                    item = str(item).lower()
+                parts.append(f"{name}={item}")
+        if self.all:
+            parts.insert(0, "all=true")
+        return ",".join(parts)
+
+
+# -- the snapshot, indexed once ----------------------------------------------------------------------------
+class _Index:
+    def __init__(self, snapshot):
+        self.snapshot = snapshot
+        self.by_id = snapshot.by_id()
+        self.child_count = {}
+        for image in snapshot.images:
+            if image.parent:
+                self.child_count[image.parent] = self.child_count.get(image.parent, 0) + 1
+        self.used = {}
+        for container in snapshot.containers:
+            self.used.setdefault(container.image_id, []).append(container)
+        self.by_reference = {}
+        for image in snapshot.images:
+            for ref in image.references:
+                self.by_reference.setdefault(ref, image)
+        self._hex_ids = None
+
+    def intermediate(self, image):
+        """Untagged and a parent: hidden from ``docker images`` and left to ``prune`` of its last child."""
+        return not image.references and self.child_count.get(image.id, 0) > 0
+
+    def hex_ids(self):
+        if self._hex_ids is None:
+            self._hex_ids = sorted((image.id.split(":", 1)[-1], image.id) for image in self.snapshot.images)
+        return self._hex_ids
+
+    def resolve(self, text, option):
+        """The image named by an ID, ID prefix or reference (the engine's order); JanitorError if none or several."""
+        image = self.by_reference.get(familiar(text))
+        if image is None and "@" not in text and ":" not in text.rsplit("/", 1)[-1]:
+            image = self.by_reference.get(text)
+        if image is not None:
+            return image
+        match = _HEX.match(text)
+        if match:
+            found = self.ids_with_prefix(match.group(1))
+            if len(found) == 1:
+                return self.by_id[found[0]]
+            if len(found) > 1:
+                raise JanitorError(f"{option}: the ID prefix {text!r} matches several images: {', '.join(found)}")
+        raise JanitorError(f"{option}: no such image {text!r}")
+
+    def ids_with_prefix(self, prefix):
+        ids = self.hex_ids()
+        lo, hi = 0, len(ids)
+        while lo < hi:  # first index >= prefix
+            mid = (lo + hi) // 2
+            if ids[mid][0] < prefix:
+                lo = mid + 1
+            else:
+                hi = mid
+        found = []
+        while lo < len(ids) and ids[lo][0].startswith(prefix):
+            found.append(ids[lo][1])
+            lo += 1
+        return found
+
+
+def _label_ok(image, checks, negate):
+    labels = image.label_dict if image.labels else {}
+    for key, wanted in checks:
+        holds = key in labels and (wanted is None or labels[key] == wanted)
+        if holds == negate:
+            return False
+    return True
+
+
+def _matching_references(image, policy):
+    """The references the ``reference`` filter asks to remove: matching tags, and matching digests of
+    repositories in which no tag of this image is removed (removing a repository's last tag takes its digests)."""
+    tags = [t for t in image.tags if reference_matches(policy.reference_rx, t)]
+    tag_repos = {repository_of(t) for t in tags}
+    digests = [d for d in image.digests
+               if reference_matches(policy.reference_rx, d) and repository_of(d) not in tag_repos]
+    return tags + digests
+
+
+def _excluded_by(image, policy):
+    """The exclude entry protecting this image, or None."""
+    if not policy.exclude:
+        return None
+    for ref in image.references:
+        for key in (ref, repository_of(ref)):
+            if key in policy.exclude_refs:
+                return policy.exclude_refs[key]
+    hex_id = image.id.split(":", 1)[-1]
+    for text, prefix in policy.exclude_hex:
+        if hex_id.startswith(prefix):
+            return text
+    for text, rx in policy.exclude_rx:
+        if any(rx.match(ref) or rx.match(repository_of(ref)) for ref in image.references):
+            return text
+    return None
+
+
+def _entry(image, rule, reason, given, **extra):
+    entry = {"id": image.id, "references": list(image.references), "rule": rule, "reason": reason,
+             "given": given}
+    entry.update(extra)
+    return entry
+
+
+def select(snapshot, params, now=None):
+    """``(requests, kept)`` for the selection options in ``params``.
+
+    ``requests``: ``Request`` objects (kind ``reference`` for the ``reference`` filter, else ``id``), newest image
+    first. ``kept``: dicts ``{id, references, rule, reason, given}`` for images the filters selected but that stay:
+    reason ``excluded`` (with ``by``), ``keep_latest`` (with ``repository``) or ``container`` (``all``: in use).
+    """
+    if now is None:
+        now = time.time()
+    policy = _Policy(params, now)
+    if not policy.active:
+        return [], []
+    index = _Index(snapshot)
+    before = index.resolve(policy.before, "filters.before").created if policy.before else None
+    since = index.resolve(policy.since, "filters.since").created if policy.since else None
+    rule = "filters" if policy.filters else "all"
+    given = policy.describe()
+    # containerd: a parent is no obstacle to deleting an untagged intermediate image, so prune -a takes them too
+    skip_intermediate = not (policy.all and snapshot.store == CONTAINERD)
+
+    selected = []  # (image, references or None for the whole image)
+    kept = []
+    for image in snapshot.images:
+        if skip_intermediate and index.intermediate(image):
+            continue
+        if policy.dangling is not None and image.dangling != policy.dangling:
+            continue
+        if before is not None and not image.created < before:
+            continue
+        if since is not None and not image.created > since:
+            continue
+        if policy.until is not None and not image.created <= policy.until:
+            continue
+        if policy.labels and not _label_ok(image, policy.labels, False):
+            continue
+        if policy.not_labels and not _label_ok(image, policy.not_labels, True):
+            continue
+        refs = None
+        if policy.reference_rx:
+            refs = _matching_references(image, policy)
+            if not refs:
+                continue
+        if policy.all and image.id in index.used:
+            kept.append(_entry(image, rule, KEPT_CONTAINER, given,
+                               containers=[c.id for c in index.used[image.id]]))
+            continue
+        protector = _excluded_by(image, policy)
+        if protector is not None:
+            kept.append(_entry(image, rule, KEPT_EXCLUDED, given, by=protector))
+            continue
+        selected.append((image, refs))
+
+    if policy.keep_latest is not None:
+        selected, latest = _keep_latest(selected, policy.keep_latest)
+        kept.extend(_entry(image, rule, KEPT_LATEST, given, repository=repo) for image, repo in latest)
+
+    selected.sort(key=lambda pair: (-pair[0].created, pair[0].id))
+    requests = []
+    for image, refs in selected:
+        if refs is None:
+            requests.append(Request("id", image.id, image.id, given=given, rule=rule))
+        else:
+            requests.extend(Request("reference", ref, image.id, given=given, rule=rule) for ref in refs)
+    kept.sort(key=lambda entry: (entry["reason"], entry["id"]))
+    return requests, kept
+
+
+def _keep_latest(selected, count):
+    """Per repository, the ``count`` newest selected images stay. A whole-image selection stays entirely when
+    kept in any of its repositories; a reference selection keeps only its references in that repository."""
+    by_repo = {}
+    for position, (image, refs) in enumerate(selected):
+        repos = {repository_of(r) for r in (refs if refs is not None else image.references)}
+        for repo in repos:
+            by_repo.setdefault(repo, []).append(position)
+    keep_repos = {}  # position -> set of repositories in which it is kept
+    for repo, positions in by_repo.items():
+        positions.sort(key=lambda p: (-selected[p][0].created, selected[p][0].id))
+        for position in positions[:count]:
+            keep_repos.setdefault(position, set()).add(repo)
+    remaining = []
+    latest = []
+    for position, (image, refs) in enumerate(selected):
+        repos = keep_repos.get(position)
+        if not repos:
+            remaining.append((image, refs))
+            continue
+        for repo in sorted(repos):
+            latest.append((image, repo))
+        if refs is None:
+            continue
+        rest = [r for r in refs if repository_of(r) not in repos]
+        if rest:
+            remaining.append((image, rest))
+    return remaining, latest
+
+
+def protect(snapshot, requests, params):
+    """Drop the requests (from ``images`` or anywhere) that ``exclude`` protects: ``(requests, kept)``."""
+    policy = _Policy({"exclude": params.get("exclude")}, 0)
+    if not policy.exclude:
+        return list(requests), []
+    index = _Index(snapshot)
+    out = []
+    kept = {}
+    for request in requests:
+        image = index.by_id.get(request.image_id)
+        protector = _excluded_by(image, policy) if image is not None else None
+        if protector is None:
+            out.append(request)
+        elif image.id not in kept:
+            kept[image.id] = _entry(image, request.rule, KEPT_EXCLUDED, request.given, by=protector)
+    return out, list(kept.values())

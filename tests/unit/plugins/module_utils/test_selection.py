@@ -1,0 +1,437 @@
+"""Selection by filters, exclude, keep_latest and all, on synthetic snapshots (no daemon)."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import random
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.janitor.docker.plugins.module_utils import _selection
+from ansible_collections.janitor.docker.plugins.module_utils._engine import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._snapshot import (
+    CLASSIC, CONTAINERD, ContainerRecord, ImageRecord, Snapshot,
+)
+
+NOW = 1_700_000_000.0
+DAY = 86400
+
+
+def iid(name):
+    return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+
+
+def img(name, *tags, created=0, parent="", labels=None, digests=()):
+    return ImageRecord(id=iid(name), parent=iid(parent) if parent else "", tags=tuple(tags), digests=tuple(digests),
+                       created=created, size=100, labels=tuple(sorted((labels or {}).items())))
+
+
+def snap(*images, containers=(), store=CLASSIC):
+    return Snapshot(images=tuple(images), containers=tuple(containers), store=store)
+
+
+def run(snapshot, now=NOW, **params):
+    return _selection.select(snapshot, params, now)
+
+
+def ids(requests):
+    return [r.image_id for r in requests]
+
+
+def targets(requests):
+    return sorted(r.target for r in requests)
+
+
+# -- validation ----------------------------------------------------------------------------------------------
+def test_unknown_filter_lists_valid_ones():
+    with pytest.raises(JanitorError) as info:
+        run(snap(), filters={"dangling": True, "colour": "red"})
+    assert "colour" in info.value.message
+    for name in _selection.FILTER_NAMES:
+        assert name in info.value.message
+
+
+@pytest.mark.parametrize("filters, words", [
+    ({"dangling": "maybe"}, ["dangling", "maybe", "true or false"]),
+    ({"until": "10 days"}, ["until", "10 days", "240h"]),
+    ({"until": "2024-13-01"}, ["until", "2024-13-01"]),
+    ({"until": ["1h", "2h"]}, ["until", "exactly one"]),
+    ({"label": "=x"}, ["label", "=x", "key=value"]),
+    ({"label!": ""}, ["label!", "empty"]),
+    ({"reference": "app[1"}, ["reference", "app[1", "not closed"]),
+    ({"reference": "app\\"}, ["reference", "escape"]),
+    ({"reference": "a[]"}, ["reference", "escaped"]),
+    ({"reference": ["ok", {"x": 1}]}, ["reference", "not a string"]),
+    ({"before": "nosuch:1"}, ["before", "no such image", "nosuch:1"]),
+    ({"since": "0"}, ["since", "no such image"]),
+])
+def test_bad_values_are_named(filters, words):
+    with pytest.raises(JanitorError) as info:
+        run(snap(img("a", "app:1")), filters=filters)
+    for word in words:
+        assert word in info.value.message
+
+
+def test_negative_keep_latest_refused():
+    with pytest.raises(JanitorError, match="keep_latest.*-1.*0 or more"):
+        run(snap(), filters={"dangling": True}, keep_latest=-1)
+
+
+def test_bad_exclude_glob_refused():
+    with pytest.raises(JanitorError, match="exclude"):
+        run(snap(), filters={"dangling": True}, exclude=["app[x"])
+
+
+def test_ambiguous_id_prefix_lists_candidates():
+    images = [img(f"x{i}", created=i) for i in range(200)]
+    by_hex = {}
+    for image in images:
+        by_hex.setdefault(image.id[7], []).append(image.id)
+    prefix, candidates = next((h, c) for h, c in by_hex.items() if len(c) > 1)
+    with pytest.raises(JanitorError) as info:
+        run(snap(*images), filters={"before": prefix})
+    for candidate in candidates:
+        assert candidate in info.value.message
+
+
+def test_nothing_selected_without_filters_or_all():
+    s = snap(img("a", created=1))
+    assert run(s) == ([], [])
+    assert run(s, filters={}) == ([], [])
+    assert run(s, filters={"label": None}) == ([], [])
+
+
+# -- dangling and top-level images ---------------------------------------------------------------------------
+def chain():
+    """base (tagged) <- mid (untagged intermediate) <- top (tagged); old (dangling, no children)."""
+    return snap(
+        img("base", "base:1", created=10),
+        img("mid", created=20, parent="base"),
+        img("top", "top:1", created=30, parent="mid"),
+        img("old", created=5),
+        img("digest-only", created=6, digests=("reg/app@sha256:" + "1" * 64,)),
+    )
+
+
+def test_dangling_true_selects_untagged_top_level_images():
+    requests, kept = run(chain(), filters={"dangling": True})
+    assert ids(requests) == [iid("digest-only"), iid("old")]  # newest first; the intermediate is hidden
+    assert all(r.kind == "id" and r.rule == "filters" and r.given == "dangling=true" for r in requests)
+    assert kept == []
+
+
+def test_dangling_false_selects_tagged_images():
+    requests, _ = run(chain(), filters={"dangling": False})
+    assert ids(requests) == [iid("top"), iid("base")]
+
+
+def test_dangling_accepts_strings():
+    assert ids(run(chain(), filters={"dangling": "true"})[0]) == ids(run(chain(), filters={"dangling": True})[0])
+
+
+def test_all_without_filters_is_prune_a():
+    s = snap(*chain().images, img("used", "used:1", created=40),
+             containers=[ContainerRecord("c1", iid("used"), "running")])
+    requests, kept = run(s, all=True)
+    assert ids(requests) == [iid("top"), iid("base"), iid("digest-only"), iid("old")]
+    assert all(r.rule == "all" for r in requests)
+    assert [(k["id"], k["reason"], k["containers"]) for k in kept] == [(iid("used"), "container", ["c1"])]
+
+
+def test_all_on_containerd_includes_intermediate_images():
+    s = snap(*chain().images, store=CONTAINERD)
+    requests, _ = run(s, all=True)
+    assert iid("mid") in ids(requests)
+
+
+def test_filters_keep_container_images_without_all():
+    s = snap(img("used", "used:1", created=40), containers=[ContainerRecord("c1", iid("used"), "exited")])
+    requests, kept = run(s, filters={"reference": "used"})
+    assert targets(requests) == ["used:1"] and kept == []
+
+
+# -- reference ---------------------------------------------------------------------------------------------
+def refs_snapshot():
+    return snap(
+        img("a1", "app:1", "app:stable", "other/app:1", created=1),
+        img("a2", "app:2", created=2),
+        img("w1", "web:1", "localhost:5000/web:1", created=3),
+        img("d1", "reg.example/team/app:1", created=4, digests=("reg.example/team/app@sha256:" + "a" * 64,)),
+        img("d2", created=5, digests=("reg.example/team/app@sha256:" + "b" * 64,)),
+        img("none", created=6),
+    )
+
+
+@pytest.mark.parametrize("pattern, expected", [
+    ("app", ["app:1", "app:2", "app:stable"]),  # the name: every tag of the repository
+    ("app:1", ["app:1"]),
+    ("app:*", ["app:1", "app:2", "app:stable"]),
+    ("*:1", ["app:1", "web:1"]),  # * does not match /
+    ("*/app", ["other/app:1"]),
+    ("*/*", ["localhost:5000/web:1", "other/app:1"]),
+    ("*/*/*", ["reg.example/team/app:1", "reg.example/team/app@sha256:" + "b" * 64]),
+    ("reg.example/team/app@sha256:*", ["reg.example/team/app@sha256:" + "a" * 64,
+                                       "reg.example/team/app@sha256:" + "b" * 64]),
+    ("app:[12]", ["app:1", "app:2"]),
+    ("app:[^1]", ["app:2"]),
+    ("ap?", ["app:1", "app:2", "app:stable"]),
+    ("nothing*", []),
+])
+def test_reference_selects_matching_references_only(pattern, expected):
+    requests, _ = run(refs_snapshot(), filters={"reference": pattern})
+    assert targets(requests) == sorted(expected)
+    assert all(r.kind == "reference" and r.given == f"reference={pattern}" for r in requests)
+
+
+def test_reference_digest_is_left_to_the_tag_of_its_repository():
+    # removing the repository's last tag takes its digests: only the tag is requested
+    requests, _ = run(refs_snapshot(), filters={"reference": "reg.example/team/app"})
+    assert targets(requests) == ["reg.example/team/app:1", "reg.example/team/app@sha256:" + "b" * 64]
+
+
+def test_several_reference_patterns_are_ored():
+    requests, _ = run(refs_snapshot(), filters={"reference": ["app:1", "web:*"]})
+    assert targets(requests) == ["app:1", "web:1"]
+
+
+def test_reference_and_other_filters_are_anded():
+    requests, _ = run(refs_snapshot(), filters={"reference": "app:*", "since": "app:1"})
+    assert targets(requests) == ["app:2"]
+
+
+@given(st.text(alphabet="ab/:.*?", min_size=1, max_size=6), st.text(alphabet="ab/:.", max_size=8))
+@settings(max_examples=300, deadline=None)
+def test_glob_matches_like_go_path_match(pattern, name):
+    # for patterns without classes or escapes, Go's path.Match is fnmatch where * and ? never cross a slash
+    parts = re.split(r"(\*|\?)", pattern)
+    expected = re.compile("".join("[^/]*" if p == "*" else "[^/]" if p == "?" else re.escape(p) for p in parts)
+                          + r"\Z")
+    assert bool(_selection.compile_glob(pattern).match(name)) == bool(expected.match(name))
+    if "/" not in name:
+        assert bool(_selection.compile_glob(pattern).match(name)) == fnmatch.fnmatchcase(name, pattern)
+
+
+def test_glob_escapes_and_classes():
+    assert _selection.compile_glob(r"a\*").match("a*")
+    assert not _selection.compile_glob(r"a\*").match("ab")
+    assert _selection.compile_glob(r"[\]]").match("]")
+    assert _selection.compile_glob("[a-c]").match("b")
+    assert not _selection.compile_glob("[^a-c]").match("b")
+    assert not _selection.compile_glob("[^a]").match("/")
+
+
+# -- labels ------------------------------------------------------------------------------------------------
+def labels_snapshot():
+    return snap(
+        img("none", "n:1", created=1),
+        img("tier-web", "w:1", created=2, labels={"tier": "web"}),
+        img("tier-db", "d:1", created=3, labels={"tier": "db", "keep": ""}),
+        img("both", "b:1", created=4, labels={"tier": "web", "team": "x"}),
+    )
+
+
+@pytest.mark.parametrize("filters, expected", [
+    ({"label": "tier"}, ["tier-web", "tier-db", "both"]),
+    ({"label": "tier=web"}, ["tier-web", "both"]),
+    ({"label": ["tier=web", "team"]}, ["both"]),  # ANDed
+    ({"label": "keep="}, ["tier-db"]),  # an empty value is a value
+    ({"label": "tier=nope"}, []),
+    ({"label!": "tier"}, ["none"]),
+    ({"label!": "tier=web"}, ["none", "tier-db"]),
+    ({"label!": ["tier=web", "keep"]}, ["none"]),  # no value may hold
+    ({"label": "tier", "label!": "team"}, ["tier-web", "tier-db"]),
+])
+def test_labels(filters, expected):
+    requests, _ = run(labels_snapshot(), filters=filters)
+    assert sorted(ids(requests)) == sorted(iid(n) for n in expected)
+
+
+# -- time ----------------------------------------------------------------------------------------------------
+def ages_snapshot():
+    return snap(*(img(f"v{i}", f"app:{i}", created=int(NOW) - i * DAY) for i in range(6)))
+
+
+@pytest.mark.parametrize("until, expected", [
+    ("72h", [3, 4, 5]),
+    ("3d", [3, 4, 5]),
+    ("2w", []),
+    ("1w", []),
+    ("4d12h", [5]),
+    ("0.5d", [1, 2, 3, 4, 5]),
+    ("96h0m0s", [4, 5]),
+    (str(int(NOW) - 2 * DAY), [2, 3, 4, 5]),  # Unix seconds: at or before
+    ("2023-11-10T22:13:20Z", [4, 5]),  # NOW - 4 days is 2023-11-10T22:13:20Z
+    ("2023-11-11T00:13:20+02:00", [4, 5]),
+    ("2023-11-10", [5]),
+])
+def test_until(until, expected):
+    requests, _ = run(ages_snapshot(), filters={"until": until})
+    assert sorted(ids(requests)) == sorted(iid(f"v{i}") for i in expected)
+
+
+def test_until_local_time_without_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    import time as _time
+    if hasattr(_time, "tzset"):
+        _time.tzset()
+    assert _selection.parse_until("2023-11-10T22:13:20", 0) == 1_699_654_400.0
+    assert _selection.parse_until("2023-11-10T22:13:20.5", 0) == 1_699_654_400.5
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("1h30m", 5400), ("10d", 864000), ("2w", 1209600), ("1.5h", 5400), ("-1h", -3600), ("300ms", 0.3),
+    ("90s", 90), ("1us", 1e-6),
+])
+def test_durations(text, seconds):
+    assert _selection.parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["0", "", "h", "1x", "1h 30m", "1.h.", "d1"])
+def test_not_durations(text):
+    assert _selection.parse_duration(text) is None
+
+
+def test_before_and_since_compare_creation_times():
+    s = ages_snapshot()  # app:0 newest .. app:5 oldest
+    assert sorted(ids(run(s, filters={"before": "app:2"})[0])) == sorted(iid(f"v{i}") for i in (3, 4, 5))
+    assert sorted(ids(run(s, filters={"since": "app:2"})[0])) == sorted(iid(f"v{i}") for i in (0, 1))
+    assert ids(run(s, filters={"since": "app:4", "before": "app:2"})[0]) == [iid("v3")]
+    # by ID, by ID prefix, by the long form of a reference
+    assert ids(run(s, filters={"before": iid("v4")})[0]) == [iid("v5")]
+    assert ids(run(s, filters={"before": iid("v4")[7:19]})[0]) == [iid("v5")]
+    assert ids(run(s, filters={"before": "docker.io/library/app:4"})[0]) == [iid("v5")]
+
+
+def test_same_second_is_neither_before_nor_since():
+    s = snap(img("a", "a:1", created=100), img("b", "b:1", created=100), img("c", "c:1", created=99))
+    assert ids(run(s, filters={"before": "a:1"})[0]) == [iid("c")]
+    assert ids(run(s, filters={"since": "c:1"})[0]) == sorted([iid("a"), iid("b")])
+
+
+# -- exclude -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("exclude", [
+    ["app:2"], ["app"], ["docker.io/library/app:2"], [iid("a2")], [iid("a2")[7:19]], ["app:[2]"], ["*:2"],
+])
+def test_exclude_protects_whole_images(exclude):
+    requests, kept = run(refs_snapshot(), filters={"reference": "app:*"}, exclude=exclude)
+    assert iid("a2") not in ids(requests)
+    entry = next(k for k in kept if k["id"] == iid("a2"))
+    assert entry["reason"] == "excluded" and entry["by"] == exclude[0] and entry["rule"] == "filters"
+
+
+def test_exclude_bare_repository_protects_every_tag():
+    requests, kept = run(refs_snapshot(), filters={"reference": "*"}, exclude=["app"])
+    assert ids(requests) == [iid("w1")]
+    assert {k["id"] for k in kept} == {iid("a1"), iid("a2")}
+
+
+def test_exclude_protects_against_all():
+    requests, kept = run(refs_snapshot(), all=True, exclude=["web:1"])
+    assert iid("w1") not in ids(requests)
+    assert [k["id"] for k in kept] == [iid("w1")]
+
+
+def test_protect_applies_exclude_to_other_requests():
+    from ansible_collections.janitor.docker.plugins.module_utils._snapshot import Request
+    s = refs_snapshot()
+    given_requests = [Request("reference", "app:1", iid("a1"), "app:1"), Request("id", iid("w1"), iid("w1"), "w")]
+    requests, kept = _selection.protect(s, given_requests, {"exclude": ["other/*"]})
+    assert requests == given_requests[1:]
+    assert kept[0]["id"] == iid("a1") and kept[0]["rule"] == "images" and kept[0]["by"] == "other/*"
+    assert _selection.protect(s, given_requests, {"exclude": []}) == (given_requests, [])
+
+
+# -- keep_latest -------------------------------------------------------------------------------------------
+def test_keep_latest_keeps_the_newest_per_repository():
+    s = snap(*(img(f"v{i}", f"app:{i}", created=i) for i in range(5)),
+             *(img(f"w{i}", f"web:{i}", created=i) for i in range(3)))
+    requests, kept = run(s, filters={"dangling": False}, keep_latest=2)
+    assert sorted(ids(requests)) == sorted([iid("v0"), iid("v1"), iid("v2"), iid("w0")])
+    assert sorted((k["id"], k["repository"]) for k in kept) == sorted(
+        [(iid("v4"), "app"), (iid("v3"), "app"), (iid("w2"), "web"), (iid("w1"), "web")])
+    assert all(k["reason"] == "keep_latest" for k in kept)
+
+
+def test_keep_latest_zero_keeps_nothing():
+    s = snap(*(img(f"v{i}", f"app:{i}", created=i) for i in range(3)))
+    requests, kept = run(s, filters={"reference": "app"}, keep_latest=0)
+    assert len(requests) == 3 and kept == []
+
+
+def test_keep_latest_counts_after_exclude():
+    s = snap(*(img(f"v{i}", f"app:{i}", created=i) for i in range(5)))
+    requests, kept = run(s, filters={"reference": "app"}, keep_latest=2, exclude=["app:4"])
+    assert targets(requests) == ["app:0", "app:1"]
+    assert sorted((k["reason"], k["id"]) for k in kept) == sorted(
+        [("excluded", iid("v4")), ("keep_latest", iid("v3")), ("keep_latest", iid("v2"))])
+
+
+def test_keep_latest_image_in_two_repositories():
+    s = snap(img("new", "app:3", "mirror/app:3", created=3), img("mid", "app:2", created=2),
+             img("old", "app:1", "mirror/app:1", created=1))
+    # whole images: kept in any repository keeps the image
+    requests, _ = run(s, filters={"dangling": False}, keep_latest=1)
+    assert ids(requests) == [iid("mid"), iid("old")]
+    # references: only the kept repository's references stay
+    requests, kept = run(s, filters={"reference": ["app", "mirror/app"]}, keep_latest=1)
+    assert targets(requests) == ["app:1", "app:2", "mirror/app:1"]
+
+
+def test_keep_latest_ignores_images_without_repository():
+    s = snap(img("a", created=1), img("b", created=2))
+    requests, kept = run(s, filters={"dangling": True}, keep_latest=5)
+    assert len(requests) == 2 and kept == []
+
+
+# -- determinism and scale ---------------------------------------------------------------------------------
+def test_order_does_not_depend_on_listing_order():
+    s = refs_snapshot()
+    images = list(s.images)
+    random.Random(1).shuffle(images)
+    assert run(s, all=True) == run(snap(*images), all=True)
+
+
+def big_snapshot(n_images=10_000, n_containers=5_000):
+    rng = random.Random(5)
+    images = []
+    for i in range(n_images):
+        repo = f"team{i % 50}/svc{i % 200}"
+        tags = (f"{repo}:v{i}",) if i % 7 else ()
+        parent = images[i - 1].id if i % 10 == 9 else ""
+        labels = (("env", "prod" if i % 3 == 0 else "dev"),) if i % 2 else ()
+        images.append(ImageRecord(id=iid(f"big{i}"), parent=parent, tags=tags, created=1_600_000_000 + i,
+                                  size=1000 + i, labels=labels))
+    containers = [ContainerRecord(f"c{i}", images[rng.randrange(n_images)].id,
+                                  "running" if i % 2 else "exited") for i in range(n_containers)]
+    return Snapshot(images=tuple(images), containers=tuple(containers))
+
+
+def test_ten_thousand_images_five_thousand_containers():
+    s = big_snapshot()
+    used = {c.image_id for c in s.containers}
+    requests, kept = _selection.select(
+        s, {"all": True, "filters": {"reference": "team1*/*", "label!": "env=prod", "until": "1d"},
+            "exclude": ["team10/*"], "keep_latest": 3}, NOW)
+    by_id = s.by_id()
+    assert requests
+    for request in requests:
+        image = by_id[request.image_id]
+        assert request.kind == "reference" and request.target in image.tags
+        assert image.id not in used
+        assert image.label_dict.get("env") != "prod"
+        assert request.target.startswith("team1") and not request.target.startswith("team10/")
+    reasons = {k["reason"] for k in kept}
+    assert reasons == {"container", "excluded", "keep_latest"}
+    per_repo = {}
+    for entry in kept:
+        if entry["reason"] == "keep_latest":
+            per_repo[entry["repository"]] = per_repo.get(entry["repository"], 0) + 1
+    assert set(per_repo.values()) == {3}
+    # every kept-by-keep_latest image is newer than every requested image of its repository
+    for request in requests:
+        repo = request.target.rsplit(":", 1)[0]
+        assert per_repo.get(repo) == 3
