@@ -6,7 +6,6 @@ traceback, and a run cut short must report what it had already done.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
