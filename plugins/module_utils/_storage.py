@@ -221,8 +221,8 @@ def parse_info_text(text):
     warning_indent = None
     for indent, key, value in lines:
         body_is_warning = key is not None and key.upper() == "WARNING"
-        if warning_indent is not None and not body_is_warning and indent > warning_indent:
-            # a continuation line of a wrapped warning
+        if warning_indent is not None and not body_is_warning and indent > warning_indent + 1:
+            # a continuation line of a wrapped warning (aligned under its text; keys nest one space deeper)
             info.warnings[-1] = _norm_warning(info.warnings[-1] + " " + (f"{key}: {value}" if key else value))
             continue
         warning_indent = None
