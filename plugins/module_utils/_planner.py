@@ -1,0 +1,644 @@
+# Copyright: janitor.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""A pure model of the engine's image delete rules: snapshot + requests + policy -> Plan.
+
+No engine calls and no Docker SDK here. ``plan()`` copies the snapshot into a mutable state and simulates, step by
+step and in the order the executor will send them, what the engine will answer to each ``DELETE /images/<x>``
+(``Untagged`` and ``Deleted`` entries) or which conflict it would raise. What our policy keeps away from the
+engine (containers, conflicts the engine would refuse) goes to ``skipped`` with a reason.
+
+``build_result()`` turns engine answers into the module result; check mode feeds it the predicted answers and the
+real run the answers the engine gave, so both are computed the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass, field
+
+from ansible_collections.janitor.docker.plugins.module_utils._engine import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._snapshot import CONTAINERD, repository_of
+
+POLICIES = ("fail", "skip", "remove")
+REASON_CONTAINER = "container"
+REASON_RUNNING = "running_container"
+REASON_CHILDREN = "child_images"
+REASON_REPOSITORIES = "multiple_repositories"
+
+RESULT_KEYS = ("changed", "untagged", "deleted", "deleted_layers", "containers_removed", "skipped", "not_found",
+               "space_reclaimed", "images", "diff")
+
+
+@dataclass(frozen=True)
+class StoreRules:
+    """How one kind of image store differs, as data for the simulation (see docs/engine-rules.md)."""
+
+    kind: str
+    child_conflict: bool  # deleting an image with children is a hard conflict (classic)
+    digest_removal_untags_repository: bool  # repo@digest removes every tag of repo on that image (containerd)
+    reports_layers: bool  # the answer lists the released layer chain IDs (classic)
+    derived_digests: bool  # RepoDigests are <repo>@<id> derived from names, never untagged by themselves
+    untag_keeps_parent_listed: bool  # last tag of a parent with children: "Deleted", but it stays listed dangling
+    prune_ignores_siblings: bool  # the parent walk does not look at other children (containerd)
+    prune_needs_single_name: bool  # the parent walk stops when the deleted image had several names (containerd)
+
+
+CLASSIC_RULES = StoreRules("classic", child_conflict=True, digest_removal_untags_repository=False,
+                           reports_layers=True, derived_digests=False, untag_keeps_parent_listed=False,
+                           prune_ignores_siblings=False, prune_needs_single_name=False)
+CONTAINERD_RULES = StoreRules("containerd", child_conflict=False, digest_removal_untags_repository=True,
+                              reports_layers=False, derived_digests=True, untag_keeps_parent_listed=True,
+                              prune_ignores_siblings=True, prune_needs_single_name=True)
+
+
+def rules_for(store):
+    return CONTAINERD_RULES if store == CONTAINERD else CLASSIC_RULES
+
+
+@dataclass(frozen=True)
+class Policy:
+    force: bool = False
+    prune: bool = True
+    containers: str = "fail"
+
+
+def chain_ids(diff_ids):
+    """Layer chain IDs from RootFS.Layers: chain(0) = diff(0); chain(n) = sha256("chain(n-1) diff(n)")."""
+    chains = []
+    for diff in diff_ids:
+        if not chains:
+            chains.append(diff)
+        else:
+            chains.append("sha256:" + hashlib.sha256(f"{chains[-1]} {diff}".encode()).hexdigest())
+    return tuple(chains)
+
+
+class Conflict(Exception):
+    """The engine would answer 409."""
+
+    def __init__(self, reason, message, used=False, hard=False):
+        super().__init__(message)
+        self.reason = reason
+        self.used = used
+        self.hard = hard
+
+
+@dataclass
+class _Image:
+    id: str
+    parent: str
+    tags: list
+    digests: list
+
+    @property
+    def refs(self):
+        return self.tags + self.digests
+
+
+@dataclass
+class Step:
+    """One request to the engine, with the answer the model predicts."""
+
+    index: int
+    action: str  # "remove_image" or "remove_container"
+    target: str  # the reference or image ID sent, or the container ID
+    image_id: str
+    group: int  # steps of one group run in order; groups run concurrently
+    force: bool = False
+    noprune: bool = False
+    given: str = ""
+    rule: str = "images"
+    untagged: list = field(default_factory=list)
+    deleted: list = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    snapshot: object
+    rules: StoreRules
+    policy: Policy
+    steps: list
+    skipped: list
+    not_found: list
+    selected: list  # image IDs selected by the requests, in order
+    image_ids: frozenset  # every image ID of the snapshot
+    uncertain: list  # why a prediction may not be exact (empty when exact)
+
+    def predicted_answers(self):
+        answers = []
+        for step in self.steps:
+            if step.action == "remove_container":
+                answers.append(Answer(step, removed=True))
+            else:
+                entries = [{"Untagged": ref} for ref in step.untagged] + [{"Deleted": i} for i in step.deleted]
+                answers.append(Answer(step, entries=entries))
+        return answers
+
+    def result(self):
+        """The module result as check mode reports it: the predicted answers, through ``build_result``."""
+        return build_result(self, self.predicted_answers(), self.skipped)
+
+    @property
+    def groups(self):
+        out = {}
+        for step in self.steps:
+            out.setdefault(step.group, []).append(step)
+        return [out[key] for key in sorted(out)]
+
+
+@dataclass
+class Answer:
+    """What the engine answered to one step (``entries`` of DELETE /images; ``removed`` for a container)."""
+
+    step: Step
+    entries: list = field(default_factory=list)
+    removed: bool = False
+
+
+class _State:
+    """A mutable copy of the snapshot the simulation works on."""
+
+    def __init__(self, snapshot, rules, layers):
+        self.rules = rules
+        self.images = {}
+        for image in snapshot.images:
+            self.images[image.id] = _Image(image.id, image.parent, list(image.tags), list(image.digests))
+        self.containers = {c.id: c for c in snapshot.containers}
+        self.layers = layers  # {image ID: tuple of chain IDs} or None
+        self.original_parent = {image.id: image.parent for image in snapshot.images}
+
+    def children(self, image_id):
+        return [image for image in self.images.values() if image.parent == image_id]
+
+    def containers_of(self, image_id):
+        return [c for c in self.containers.values() if c.image_id == image_id]
+
+    # -- references ----------------------------------------------------------------------------------------
+    def single_reference(self, image):
+        """The engine's isSingleReference: at most one tag, and every reference in that tag's repository."""
+        if self.rules.derived_digests:
+            return len(image.tags) <= 1 and bool(image.tags or image.digests)
+        refs = image.refs
+        if len(refs) <= 1:
+            return len(refs) == 1
+        if len(image.tags) > 1:
+            return False
+        return len({repository_of(ref) for ref in refs}) == 1
+
+    def remove_reference(self, image, ref):
+        """Remove ``ref`` from ``image`` as the engine does; returns the references reported as untagged."""
+        rules = self.rules
+        repo = repository_of(ref)
+        untagged = []
+        if "@" in ref:
+            if rules.digest_removal_untags_repository:
+                for tag in [t for t in image.tags if repository_of(t) == repo]:
+                    image.tags.remove(tag)
+                    untagged.append(tag)
+                if ref in image.digests:
+                    image.digests.remove(ref)
+                if not image.tags and not rules.derived_digests:
+                    untagged.append(ref)
+            else:
+                if ref in image.digests:
+                    image.digests.remove(ref)
+                untagged.append(ref)
+        else:
+            if ref in image.tags:
+                image.tags.remove(ref)
+            untagged.append(ref)
+            if not any(repository_of(t) == repo for t in image.tags):
+                for digest in [d for d in image.digests if repository_of(d) == repo]:
+                    image.digests.remove(digest)
+                    if not rules.derived_digests:
+                        untagged.append(digest)
+        if rules.derived_digests:
+            repos = {repository_of(t) for t in image.tags}
+            image.digests = [d for d in image.digests if repository_of(d) in repos]
+        return untagged
+
+    # -- conflicts ----------------------------------------------------------------------------------------
+    def conflict(self, image, hard=True, soft=True, active_reference=True):
+        """The engine's checkImageDeleteConflict for ``image`` with the given mask, or None."""
+        if hard and self.rules.child_conflict and self.children(image.id):
+            return Conflict(REASON_CHILDREN, "image has dependent child images", hard=True)
+        users = self.containers_of(image.id)
+        running = [c for c in users if c.running]
+        if hard and running:
+            return Conflict(REASON_RUNNING, f"image is being used by running container {running[0].id[:12]}",
+                            used=True, hard=True)
+        if soft and active_reference and image.refs:
+            return Conflict(REASON_REPOSITORIES, "image is referenced in multiple repositories")
+        if soft and users:
+            return Conflict(REASON_CONTAINER, f"image is being used by stopped container {users[0].id[:12]}",
+                            used=True)
+        return None
+
+    def needed_chains(self):
+        needed = set()
+        if self.layers is None:
+            return needed
+        for image_id in self.images:
+            needed.update(self.layers.get(image_id, ()))
+        for container in self.containers.values():
+            needed.update(self.layers.get(container.image_id, ()))
+        return needed
+
+    def delete(self, image, deleted):
+        """Remove ``image`` from the state; append the image ID and the released layer chain IDs."""
+        del self.images[image.id]
+        deleted.append(image.id)
+        if self.rules.reports_layers and self.layers is not None:
+            needed = self.needed_chains()
+            for chain in reversed(self.layers.get(image.id, ())):
+                if chain in needed:
+                    break
+                deleted.append(chain)
+
+    # -- the engine's delete paths --------------------------------------------------------------------------
+    def delete_helper(self, image, force, prune, quiet, untagged, deleted):
+        """classic ``imageDeleteHelper``: conflicts (quiet ones ignored), untag all, delete, prune the parent."""
+        conflict = self.conflict(image, hard=True, soft=not force)
+        if conflict is not None:
+            dangling = not image.refs and not self.children(image.id)
+            if quiet and (not dangling or conflict.used):
+                return
+            raise conflict
+        for ref in sorted(image.refs):
+            untagged.append(ref)
+        image.tags.clear()
+        image.digests.clear()
+        parent = image.parent
+        self.delete(image, deleted)
+        if prune and parent and parent in self.images:
+            self.delete_helper(self.images[parent], False, True, True, untagged, deleted)
+
+    def containerd_delete_all(self, image, names, force, prune, by_reference, untagged, deleted):
+        """containerd ``deleteAll``: untag every name, delete, then walk up the dangling parents."""
+        if not force:
+            conflict = self.conflict(image, hard=True, soft=True, active_reference=len(names) > 1)
+        else:
+            conflict = self.conflict(image, hard=True, soft=False)
+        if conflict is not None and conflict.reason != REASON_CHILDREN:
+            raise conflict
+        untagged.extend(names)
+        image.tags.clear()
+        image.digests.clear()
+        keep_listed = (by_reference and not force and len(names) <= 1 and self.rules.untag_keeps_parent_listed
+                       and self.children(image.id))
+        parent = image.parent
+        if keep_listed:
+            deleted.append(image.id)
+        else:
+            self.delete(image, deleted)
+        if not prune:
+            return
+        if self.rules.prune_needs_single_name and len(names) > 1:
+            return
+        while parent and parent in self.images:
+            candidate = self.images[parent]
+            if candidate.tags or self.containers_of(candidate.id):
+                return
+            if not self.rules.prune_ignores_siblings and self.children(candidate.id):
+                return
+            parent = candidate.parent
+            self.delete(candidate, deleted)
+
+    def remove_by_reference(self, image, ref, force, prune):
+        untagged, deleted = [], []
+        users = self.containers_of(image.id)
+        if self.rules.kind == CONTAINERD:
+            names = self._names_removed(image, ref)
+            if len(names) < len(image.tags):
+                untagged = self.remove_reference(image, ref)
+                return untagged, deleted
+            if users and not force:
+                raise Conflict(REASON_RUNNING if any(c.running for c in users) else REASON_CONTAINER,
+                               f"unable to delete {ref} (must be forced) - container {users[0].id[:12]} is using "
+                               f"its referenced image {image.id[7:19]}", used=True)
+            if users:  # forced: the names go, the image stays (dangling) for its containers
+                untagged = self.remove_reference(image, ref)
+                return untagged, deleted
+            self.containerd_delete_all(image, names, force, prune, True, untagged, deleted)
+            return untagged, deleted
+        if not force and self.single_reference(image) and users:
+            raise Conflict(REASON_RUNNING if any(c.running for c in users) else REASON_CONTAINER,
+                           f"unable to remove repository reference {ref!r} (must force) - container "
+                           f"{users[0].id[:12]} is using its referenced image {image.id[7:19]}", used=True)
+        untagged = self.remove_reference(image, ref)
+        if image.refs:
+            return untagged, deleted
+        self.delete_helper(image, force, prune, True, untagged, deleted)
+        return untagged, deleted
+
+    def _names_removed(self, image, ref):
+        """containerd: the names a reference removal takes away (getSameReferences)."""
+        repo = repository_of(ref)
+        if "@" in ref:
+            return [t for t in image.tags if repository_of(t) == repo]
+        return [ref] if ref in image.tags else []
+
+    def remove_by_id(self, image, force, prune):
+        untagged, deleted = [], []
+        if self.rules.kind == CONTAINERD:
+            names = list(image.tags)
+            self.containerd_delete_all(image, names, force, prune, False, untagged, deleted)
+            return untagged, deleted
+        if self.single_reference(image):
+            conflict = self.conflict(image, hard=True, soft=not force, active_reference=False)
+            if conflict is not None:
+                raise conflict
+            for ref in sorted(image.refs):
+                untagged.append(ref)
+            image.tags.clear()
+            image.digests.clear()
+        self.delete_helper(image, force, prune, False, untagged, deleted)
+        return untagged, deleted
+
+
+def _ancestry_order(snapshot, requests):
+    """Requests ordered so that children come before their ancestors; references before the ID of an image."""
+    by_id = snapshot.by_id()
+    depth = {}
+
+    def depth_of(image_id, seen=()):
+        if image_id in depth:
+            return depth[image_id]
+        parent = by_id[image_id].parent if image_id in by_id else ""
+        value = 0 if not parent or parent not in by_id or parent in seen else depth_of(parent, seen + (image_id,)) + 1
+        depth[image_id] = value
+        return value
+
+    first_seen = {}
+    for index, request in enumerate(requests):
+        first_seen.setdefault(request.image_id, index)
+    keyed = [(-depth_of(r.image_id), first_seen[r.image_id], 1 if r.kind == "id" else 0, i, r)
+             for i, r in enumerate(requests)]
+    return [item[-1] for item in sorted(keyed, key=lambda item: item[:4])]
+
+
+def _groups(snapshot):
+    """Union of images connected by parent links: their steps must run in order."""
+    parent = {}
+
+    def find(x):
+        while parent.get(x, x) != x:
+            parent[x] = parent.get(parent[x], parent[x])
+            x = parent[x]
+        return x
+
+    for image in snapshot.images:
+        parent.setdefault(image.id, image.id)
+        if image.parent:
+            parent.setdefault(image.parent, image.parent)
+            a, b = find(image.id), find(image.parent)
+            if a != b:
+                parent[a] = b
+    return find
+
+
+def _affected(state, image, requests):
+    """Would these requests take the image's last reference away or delete it (on a scratch copy)?"""
+    if any(r.kind == "id" for r in requests):
+        return True
+    scratch = copy.deepcopy(image)
+    for request in requests:
+        if request.target in scratch.refs or "@" in request.target:
+            state.remove_reference(scratch, request.target)
+        if not scratch.refs:
+            return True
+    return False
+
+
+def _policy_decisions(snapshot, state, requests, policy):
+    """Per image: ``skip`` reason, or the stopped containers to remove first. Raises for ``containers=fail``."""
+    per_image = {}
+    for request in requests:
+        per_image.setdefault(request.image_id, []).append(request)
+    skip = {}
+    remove = {}
+    failures = []
+    for image_id, image_requests in per_image.items():
+        image = state.images.get(image_id)
+        if image is None:
+            continue
+        users = state.containers_of(image_id)
+        if not users or not _affected(state, image, image_requests):
+            continue
+        running = [c for c in users if c.running]
+        reason = REASON_RUNNING if running else REASON_CONTAINER
+        if policy.containers == "fail":
+            failures.append((image_id, image.refs, users))
+        elif policy.containers == "skip" or running:
+            skip[image_id] = reason
+        else:
+            remove[image_id] = [c.id for c in users]
+    if failures:
+        parts = []
+        for image_id, refs, users in failures:
+            described = ", ".join(f"{c.id[:12]}{' (' + c.name + ')' if c.name else ''} {c.state or 'stopped'}"
+                                  for c in users)
+            parts.append(f"{image_id} ({', '.join(refs) or 'untagged'}) is used by container(s) {described}")
+        raise JanitorError("images selected for removal are used by containers; nothing was removed: "
+                           + "; ".join(parts) + ". Set containers=skip to leave them, or containers=remove to "
+                           "remove their stopped containers first (images of running containers are never removed)",
+                           images=[f[0] for f in failures])
+    return skip, remove
+
+
+def _skipped_entry(snapshot, image_id, reason, containers=()):
+    image = snapshot.by_id().get(image_id)
+    return {
+        "image": image_id,
+        "references": list(image.references) if image else [],
+        "reason": reason,
+        "containers": sorted(containers),
+    }
+
+
+def plan(snapshot, requests, policy=None, rules=None, layers=None, not_found=()):
+    """The Plan for removing ``requests`` (one merged, de-duplicated list) from ``snapshot``.
+
+    ``layers`` is ``{image ID: RootFS.Layers (diff IDs)}`` for the images that matter (those that may be deleted
+    and those that remain); without it, released layers cannot be predicted on the classic store.
+    """
+    policy = policy or Policy()
+    if policy.containers not in POLICIES:
+        raise JanitorError(f"containers={policy.containers!r} is not valid; valid values: {', '.join(POLICIES)}")
+    rules = rules or rules_for(snapshot.store)
+    chains = None if layers is None else {image_id: chain_ids(diffs) for image_id, diffs in layers.items()}
+    state = _State(snapshot, rules, chains)
+    uncertain = []
+    seen = set()
+    unique = []
+    for request in requests:
+        key = (request.kind, request.target)
+        if key not in seen and request.image_id in state.images:
+            seen.add(key)
+            unique.append(request)
+    ordered = _ancestry_order(snapshot, unique)
+    selected = []
+    for request in unique:
+        if request.image_id not in selected:
+            selected.append(request.image_id)
+    skip, remove_first = _policy_decisions(snapshot, state, ordered, policy)
+    group_of = _groups(snapshot)
+    group_index = {}
+    steps = []
+    skipped = []
+    skipped_ids = set()
+    users_by_image = {image_id: [c.id for c in state.containers_of(image_id)] for image_id in selected}
+
+    def group(image_id):
+        return group_index.setdefault(group_of(image_id), len(group_index))
+
+    for image_id, reason in skip.items():
+        skipped.append(_skipped_entry(snapshot, image_id, reason, users_by_image.get(image_id, ())))
+        skipped_ids.add(image_id)
+    removed_for = set()
+    for request in ordered:
+        if request.image_id in skipped_ids:
+            continue
+        image = state.images.get(request.image_id)
+        if image is None:
+            continue  # already deleted by an earlier step (a child's prune, or an earlier reference)
+        if request.kind == "reference" and request.target not in image.refs and not (
+                "@" in request.target and rules.digest_removal_untags_repository
+                and any(repository_of(t) == repository_of(request.target) for t in image.tags)):
+            continue  # already untagged by an earlier step
+        if request.image_id in remove_first and request.image_id not in removed_for:
+            removed_for.add(request.image_id)
+            for container_id in remove_first[request.image_id]:
+                steps.append(Step(len(steps), "remove_container", container_id, request.image_id,
+                                  group(request.image_id)))
+                del state.containers[container_id]
+        force = False
+        try:
+            if request.kind == "id":
+                needs_force = (not state.single_reference(image) and bool(image.refs))
+                force = policy.force and needs_force
+                untagged, deleted = state.remove_by_id(image, force, policy.prune)
+            else:
+                untagged, deleted = state.remove_by_reference(image, request.target, False, policy.prune)
+        except Conflict as conflict:
+            if request.image_id not in skipped_ids:
+                skipped.append(_skipped_entry(snapshot, request.image_id, conflict.reason,
+                                              users_by_image.get(request.image_id, ())))
+                skipped_ids.add(request.image_id)
+            continue
+        steps.append(Step(len(steps), "remove_image", request.target, request.image_id, group(request.image_id),
+                          force=force, noprune=not policy.prune, given=request.given, rule=request.rule,
+                          untagged=untagged, deleted=deleted))
+        if (rules.child_conflict and request.image_id in state.images and not state.images[request.image_id].refs
+                and state.children(request.image_id) and request.image_id not in skipped_ids):
+            skipped.append(_skipped_entry(snapshot, request.image_id, REASON_CHILDREN))
+            skipped_ids.add(request.image_id)
+    # a child-images skip recorded for an image a later step deleted after all is no skip
+    skipped = [s for s in skipped if not (s["reason"] == REASON_CHILDREN and s["image"] not in state.images)]
+    if rules.reports_layers and chains is None and any(step.deleted for step in steps):
+        uncertain.append("deleted_layers: the image layers were not read, so the released layers are not predicted")
+    if rules.kind == CONTAINERD:
+        for step in steps:
+            if any(snapshot.by_id().get(i) and snapshot.by_id()[i].parent for i in step.deleted):
+                uncertain.append("the containerd image store chooses the parent images it deletes with an image by "
+                                 "their layers; the plan follows the images' Parent links")
+                break
+    return Plan(snapshot=snapshot, rules=rules, policy=policy, steps=steps, skipped=skipped,
+                not_found=list(not_found), selected=selected,
+                image_ids=frozenset(image.id for image in snapshot.images), uncertain=uncertain)
+
+
+def _unique(values):
+    out = []
+    for value in values:
+        if value not in out:
+            out.append(value)
+    return out
+
+
+def apply_answers(snapshot, rules, untagged, deleted):
+    """{image ID: sorted references} after the answered untags and deletions, for the images they touched."""
+    refs = {image.id: list(image.references) for image in snapshot.images}
+    owner = {}
+    for image in snapshot.images:
+        for ref in image.references:
+            owner.setdefault(ref, image.id)
+    for ref in untagged:
+        image_id = owner.get(ref)
+        if image_id is None or image_id not in refs:
+            continue
+        refs[image_id] = [r for r in refs[image_id] if r != ref]
+        if "@" not in ref:
+            repo = repository_of(ref)
+            remaining_tags = [r for r in refs[image_id] if "@" not in r and repository_of(r) == repo]
+            if rules.derived_digests and not remaining_tags:
+                refs[image_id] = [r for r in refs[image_id] if repository_of(r) != repo]
+    for image_id in deleted:
+        refs.pop(image_id, None)
+    return refs
+
+
+def build_result(plan_, answers, skipped, error=None):
+    """The module result from engine answers (predicted in check mode, real otherwise)."""
+    snapshot = plan_.snapshot
+    by_id = snapshot.by_id()
+    untagged, deleted, layers, containers_removed = [], [], [], []
+    for answer in answers:
+        if answer.step.action == "remove_container":
+            if answer.removed:
+                containers_removed.append(answer.step.target)
+            continue
+        for entry in answer.entries:
+            if entry.get("Untagged"):
+                untagged.append(entry["Untagged"])
+            if entry.get("Deleted"):
+                value = entry["Deleted"]
+                (deleted if value in plan_.image_ids else layers).append(value)
+    untagged = sorted(_unique(untagged))
+    deleted = sorted(_unique(deleted))
+    layers = sorted(_unique(layers))
+    containers_removed = sorted(_unique(containers_removed))
+    deleted_set = set(deleted)
+    space = 0
+    for image_id in deleted:
+        image = by_id[image_id]
+        parent = by_id.get(image.parent)
+        space += max(0, image.size - (parent.size if parent else 0))
+    after = apply_answers(snapshot, plan_.rules, untagged, deleted)
+    untagged_set = set(untagged)
+    skipped_ids = {entry["image"] for entry in skipped}
+    images = []
+    for image_id in plan_.selected:
+        image = by_id[image_id]
+        if image_id in deleted_set:
+            action = "deleted"
+        elif any(ref in untagged_set for ref in image.references):
+            action = "untagged"
+        elif image_id in skipped_ids:
+            action = "skipped"
+        else:
+            action = "unchanged"
+        images.append({"id": image_id, "references": list(image.references), "size": image.size, "action": action})
+    touched = list(plan_.selected) + [i for i in deleted if i not in plan_.selected]
+    diff = {
+        "before": {"images": {i: sorted(by_id[i].references) for i in touched}},
+        "after": {"images": {i: sorted(after[i]) for i in touched if i in after}},
+    }
+    result = {
+        "changed": bool(untagged or deleted or containers_removed),
+        "untagged": untagged,
+        "deleted": deleted,
+        "deleted_layers": layers,
+        "containers_removed": containers_removed,
+        "skipped": sorted(skipped, key=lambda s: (s["image"], s["reason"])),
+        "not_found": list(plan_.not_found),
+        "space_reclaimed": space,
+        "images": images,
+        "diff": diff,
+    }
+    if error is not None:
+        result["error"] = error
+    return result

@@ -1,0 +1,260 @@
+# Copyright: janitor.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Image references: a real grammar, Docker Hub normalisation, and resolution against a snapshot.
+
+Everything here is pure: ``parse()`` validates one string before any engine call, ``resolve()`` turns what the
+user wrote into ``_snapshot.Request``s the way the engine would resolve it (full ID, then reference, then ID
+prefix), and reports what matches nothing under ``not_found``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ansible_collections.janitor.docker.plugins.module_utils._engine import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._snapshot import CONTAINERD, Request, repository_of
+
+DEFAULT_DOMAIN = "docker.io"
+LEGACY_DEFAULT_DOMAIN = "index.docker.io"
+OFFICIAL_REPO_PREFIX = "library/"
+MIN_PREFIX = 3
+MAX_NAME = 255
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
+_DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*(?::[0-9]+)?"
+COMPONENT_RE = re.compile(rf"^{_COMPONENT}$")
+DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
+TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+FULL_ID_RE = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
+HEX_RE = re.compile(r"^(?:sha256:)?([0-9a-f]+)$")
+
+VALID_FORMS = (
+    "valid forms: an image ID prefix of at least 3 hex characters, a full ID (sha256:<64 hex> or <64 hex>), "
+    "name, name:tag, name@sha256:<64 hex> or name:tag@sha256:<64 hex>, where name is [host[:port]/]path "
+    "with lower-case path components (e.g. busybox, library/busybox, localhost:5000/team/app:1.2)"
+)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parsed reference, normalised: ``domain`` is ``docker.io`` for Docker Hub, ``path`` has ``library/``."""
+
+    domain: str
+    path: str
+    tag: str = ""
+    digest: str = ""
+
+    @property
+    def name(self):
+        """The familiar repository name, as the engine lists it (``busybox``, ``localhost:5000/team/app``)."""
+        if self.domain == DEFAULT_DOMAIN:
+            path = self.path
+            if path.startswith(OFFICIAL_REPO_PREFIX) and "/" not in path[len(OFFICIAL_REPO_PREFIX):]:
+                path = path[len(OFFICIAL_REPO_PREFIX):]
+            return path
+        return f"{self.domain}/{self.path}"
+
+    @property
+    def tagged(self):
+        """``name:tag`` (familiar form), or "" when there is no tag."""
+        return f"{self.name}:{self.tag}" if self.tag else ""
+
+    @property
+    def digested(self):
+        """``name@digest`` (familiar form), or "" when there is no digest."""
+        return f"{self.name}@{self.digest}" if self.digest else ""
+
+    def familiar(self):
+        """The reference the engine looks up: the digest wins over the tag, as in the engine."""
+        return self.digested or self.tagged or self.name
+
+
+def _error(value, why):
+    return JanitorError(f"invalid image reference {value!r}: {why}; {VALID_FORMS}", value=value)
+
+
+def split_domain(name):
+    """``(domain, path)`` of a name, with Docker Hub's defaults, as the engine splits it."""
+    first, sep, rest = name.partition("/")
+    if not sep or ("." not in first and ":" not in first and first != "localhost" and first.lower() == first):
+        domain, path = DEFAULT_DOMAIN, name
+    else:
+        domain, path = first, rest
+    if domain == LEGACY_DEFAULT_DOMAIN:
+        domain = DEFAULT_DOMAIN
+    if domain == DEFAULT_DOMAIN and "/" not in path:
+        path = OFFICIAL_REPO_PREFIX + path
+    return domain, path
+
+
+def parse(value, default_tag=""):
+    """Parse and validate one reference (not an ID). ``default_tag`` is added when there is neither tag nor digest.
+
+    Raises ``JanitorError`` naming the value and the valid forms.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise _error(value, "empty reference")
+    if value != value.strip() or any(ch.isspace() for ch in value):
+        raise _error(value, "white space is not allowed")
+    remainder, at, digest = value.partition("@")
+    if at:
+        if not DIGEST_RE.match(digest):
+            raise _error(value, f"malformed digest {digest!r} (expected sha256: and 64 lower-case hex characters)")
+    tag = ""
+    slash = remainder.rfind("/")
+    colon = remainder.rfind(":")
+    if colon > slash:
+        remainder, tag = remainder[:colon], remainder[colon + 1:]
+        if not TAG_RE.match(tag):
+            raise _error(value, f"malformed tag {tag!r} (letters, digits, _, . and -, at most 128, not starting "
+                                f"with . or -)")
+    if not remainder:
+        raise _error(value, "empty name")
+    if len(remainder) > MAX_NAME:
+        raise _error(value, f"name longer than {MAX_NAME} characters")
+    domain, path = split_domain(remainder)
+    if domain != DEFAULT_DOMAIN and not DOMAIN_RE.match(domain):
+        raise _error(value, f"malformed registry host {domain!r}")
+    for component in path.split("/"):
+        if not COMPONENT_RE.match(component):
+            why = "repository names must be lower-case" if component.lower() != component else (
+                f"malformed path component {component!r}")
+            raise _error(value, why)
+    if FULL_ID_RE.match(remainder) and not tag and not at:
+        raise _error(value, "a 64-character hex string is an image ID, not a name")
+    if not tag and not digest and default_tag:
+        tag = default_tag
+    return Reference(domain=domain, path=path, tag=tag, digest=digest)
+
+
+def familiar(value):
+    """The familiar form of a reference string as the engine reports it (``docker.io/library/a:1`` -> ``a:1``)."""
+    return parse(value).familiar()
+
+
+def validate_tag(tag):
+    if not isinstance(tag, str) or not TAG_RE.match(tag):
+        raise JanitorError(f"invalid tag {tag!r}: letters, digits, _, . and -, at most 128 characters, "
+                           f"not starting with . or -", value=tag)
+    return tag
+
+
+@dataclass(frozen=True)
+class Resolution:
+    requests: tuple = ()  # Request, in the order given, de-duplicated
+    not_found: tuple = ()  # what the user wrote, for references that match nothing
+
+
+def _index(snapshot):
+    refs = {}
+    for image in snapshot.images:
+        for ref in image.references:
+            refs.setdefault(ref, image.id)
+    return refs
+
+
+def _prefix_candidates(snapshot, hexpart):
+    return sorted(image.id for image in snapshot.images if image.id[len("sha256:"):].startswith(hexpart))
+
+
+def resolve_one(snapshot, value, default_tag="latest", refs=None):
+    """One ``Request`` for ``value``, or ``None`` when it matches nothing. Raises ``JanitorError`` on bad input."""
+    if refs is None:
+        refs = _index(snapshot)
+    if not isinstance(value, str) or not value.strip():
+        raise _error(value, "empty reference")
+    full = FULL_ID_RE.match(value)
+    if full:
+        image_id = "sha256:" + full.group(1)
+        if image_id in snapshot.by_id():
+            return Request(kind="id", target=image_id, image_id=image_id, given=value)
+        return None
+    hexmatch = HEX_RE.match(value)
+    reference = None
+    try:
+        reference = parse(value, default_tag=default_tag)
+    except JanitorError:
+        if not hexmatch:
+            raise
+    if reference is not None:
+        target = reference.familiar()
+        image_id = refs.get(target)
+        if image_id is None and reference.digest and snapshot.store == CONTAINERD:
+            # the containerd image store answers to <repo>@<image ID> for every repository of an image's names,
+            # while the listing shows only some of these digest references
+            image = snapshot.by_id().get(reference.digest)
+            if image is not None and any(repository_of(tag) == reference.name for tag in image.tags):
+                image_id = image.id
+        if image_id is not None:
+            return Request(kind="reference", target=target, image_id=image_id, given=value)
+    if hexmatch:
+        hexpart = hexmatch.group(1)
+        if len(hexpart) < MIN_PREFIX:
+            raise JanitorError(
+                f"image ID prefix {value!r} is too short and no image has that name: an ID prefix needs at least "
+                f"{MIN_PREFIX} hex characters; {VALID_FORMS}", value=value)
+        candidates = _prefix_candidates(snapshot, hexpart)
+        if len(candidates) > 1:
+            raise JanitorError(
+                f"image ID prefix {value!r} is ambiguous: it matches {len(candidates)} images "
+                f"({', '.join(candidates)}); give more characters", value=value, candidates=candidates)
+        if candidates:
+            return Request(kind="id", target=candidates[0], image_id=candidates[0], given=value)
+    return None
+
+
+def validate(values, default_tag="latest"):
+    """Check the syntax of every value without a snapshot (for errors before connecting)."""
+    validate_tag(default_tag)
+    for value in values:
+        if not isinstance(value, str) or not value.strip():
+            raise _error(value, "empty reference")
+        if FULL_ID_RE.match(value):
+            continue
+        hexmatch = HEX_RE.match(value)
+        if hexmatch and value.startswith("sha256:"):
+            if len(hexmatch.group(1)) < MIN_PREFIX:
+                raise JanitorError(f"image ID prefix {value!r} is too short: an ID prefix needs at least "
+                                   f"{MIN_PREFIX} hex characters; {VALID_FORMS}", value=value)
+            continue
+        if value.startswith("sha256:"):
+            raise _error(value, "malformed image ID (sha256: must be followed by hex characters)")
+        parse(value, default_tag=default_tag)
+
+
+def resolve(snapshot, values, default_tag="latest"):
+    """``Resolution`` of every value against ``snapshot``; every error is raised before anything is returned."""
+    validate(values, default_tag)
+    refs = _index(snapshot)
+    requests = []
+    seen = set()
+    not_found = []
+    for value in values:
+        request = resolve_one(snapshot, value, default_tag=default_tag, refs=refs)
+        if request is None:
+            if value not in not_found:
+                not_found.append(value)
+            continue
+        key = (request.kind, request.target)
+        if key not in seen:
+            seen.add(key)
+            requests.append(request)
+    return Resolution(requests=tuple(requests), not_found=tuple(not_found))
+
+
+def merge(*groups):
+    """One ordered list of Requests from several sources (explicit images, filters), without duplicates."""
+    merged = []
+    seen = set()
+    for group in groups:
+        for request in group:
+            key = (request.kind, request.target)
+            if key not in seen:
+                seen.add(key)
+                merged.append(request)
+    return merged

@@ -1,0 +1,364 @@
+#!/usr/bin/python
+# Copyright: janitor.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: image_remove
+short_description: Remove Docker images safely, idempotently, with an exact check mode
+version_added: 1.0.0
+description:
+  - Removes Docker images named by ID, ID prefix, name, tag or digest, following the Docker engine's own rules
+    for untagging and deleting, on the classic graph-driver store and on the containerd image store.
+  - The module reads the images and containers once, plans every engine request with a model of the engine's
+    delete rules, and then either reports the plan (check mode) or sends it. Check mode returns the same result
+    the real run returns on the same state.
+  - Removing one of several references of an image only untags it. An image is deleted when its last reference
+    goes, or when it is named by ID. Layers shared with other images stay.
+  - Images used by containers are handled by O(containers), never by accident: a running container's image is
+    never deleted.
+author:
+  - janitor.docker contributors
+extends_documentation_fragment:
+  - janitor.docker.engine
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Check mode reports every result key with the value the real run then returns on the same state.
+  diff_mode:
+    support: full
+    details:
+      - The diff lists the references of every selected or deleted image before and after.
+  idempotent:
+    support: full
+  platform:
+    platforms: posix
+  action:
+    support: none
+  bypass_host_loop:
+    support: none
+  action_group:
+    support: full
+    membership:
+      - janitor.docker.docker
+options:
+  images:
+    description:
+      - The images to remove. Each entry is one of
+        an image ID prefix of at least 3 hex characters (V(3f2a9c));
+        a full image ID, with or without V(sha256:);
+        V(name), V(name:tag), V(name@sha256:<digest>) or V(name:tag@sha256:<digest>), where a name may start with a
+        registry host and port (V(localhost:5000/team/app:1.2)).
+      - Docker Hub names are normalised as the engine does, so V(busybox), V(library/busybox) and
+        V(docker.io/library/busybox:latest) are the same reference.
+      - A string is resolved as the engine resolves it: a full ID first, then a reference, then an ID prefix
+        (a hex string that is also a valid name is tried as a name first).
+      - A prefix that matches several images and a malformed reference are errors, raised before anything is
+        removed. A reference that matches nothing is reported under RV(not_found) and is not an error.
+      - Naming a reference removes that reference (like C(docker rmi name:tag)); naming an ID removes the whole
+        image with all its references (like C(docker rmi <id>)).
+      - With V(name:tag@sha256:<digest>) the digest decides and the tag is ignored, as in the engine.
+    type: list
+    elements: str
+    aliases: [name]
+  tag:
+    description:
+      - The tag used for names given without tag or digest, as in community.docker's C(docker_image_remove).
+      - A tag written in the name takes precedence.
+    type: str
+    default: latest
+  force:
+    description:
+      - Like C(docker rmi -f) for images referenced by several tags or in several repositories (mostly for
+        images named by ID) - without O(force=true) such an image is reported in RV(skipped) with the reason
+        V(multiple_repositories).
+      - O(force) does not decide about containers, O(containers) does. Images of running containers are never
+        deleted; images of stopped containers are deleted only with O(containers=remove), after their containers.
+    type: bool
+    default: false
+  prune:
+    description:
+      - Also delete untagged parent images that are left without children, as the engine does by default.
+      - V(false) is the engine's C(noprune) (C(docker rmi --no-prune)).
+    type: bool
+    default: true
+  containers:
+    description:
+      - What to do when a container uses an image whose last reference would be removed or that would be deleted.
+        Removing one of several references of such an image is always allowed.
+      - V(fail) fails the task before anything is removed, naming the images and their containers.
+      - V(skip) leaves such images as they are and reports them in RV(skipped).
+      - V(remove) removes the stopped containers that use the image, then the image. Images used by a running
+        container are left as they are and reported in RV(skipped) (never a failure).
+    type: str
+    choices: [fail, skip, remove]
+    default: fail
+  parallel:
+    description:
+      - How many removal requests may run at the same time. Requests that depend on each other (the same image,
+        a child and its parents) always run in order, so the result is the same as with V(1).
+    type: int
+    default: 4
+notes:
+  - O(images) accepts one string too.
+  - "Deleted layers: the classic store reports the layer chain IDs it releases; the containerd image store
+    reports none, so RV(deleted_layers) is empty there."
+  - Only the images and containers read at the start are planned for; if another client changes them during the
+    run, the engine's answers win, and the images that met a conflict are reported in RV(skipped) with a C(detail).
+seealso:
+  - module: janitor.docker.storage_info
+"""
+
+EXAMPLES = r"""
+- name: Remove one tag; the image goes when it was its last reference
+  janitor.docker.image_remove:
+    images: myapp:1.0
+
+- name: Remove several images, by name, digest and ID prefix
+  janitor.docker.image_remove:
+    images:
+      - busybox                    # busybox:latest
+      - localhost:5000/team/app@sha256:4b7a8d1a3c9e6f0b2d5e8a1c4f7b0e3d6a9c2f5b8e1d4a7c0f3b6e9d2a5c8f1b
+      - 3f2a9c                     # an ID prefix
+    containers: skip
+
+- name: Remove an image referenced in two repositories, and the stopped containers that use it
+  janitor.docker.image_remove:
+    images: sha256:0d4f7a3b2c1e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f0a
+    force: true
+    containers: remove
+  register: removed
+
+- name: Same options as community.docker.docker_image_remove
+  janitor.docker.image_remove:
+    name: registry.example.com/tools/cli
+    tag: "2.4"
+    force: false
+    prune: true
+"""
+
+RETURN = r"""
+untagged:
+  description:
+    - The references removed, as the engine reports them (familiar form, V(busybox:latest)), sorted.
+  returned: always
+  type: list
+  elements: str
+  sample: [busybox:latest, localhost:5000/team/app@sha256:4b7a8d1a3c9e6f0b2d5e8a1c4f7b0e3d6a9c2f5b8e1d4a7c0f3b6e9d2a5c8f1b]
+deleted:
+  description:
+    - The IDs of the images deleted (full V(sha256:) form, sorted), including untagged parents deleted with them.
+  returned: always
+  type: list
+  elements: str
+  sample: [sha256:0d4f7a3b2c1e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f0a]
+deleted_layers:
+  description:
+    - The layer chain IDs the engine released (sorted). The classic store reports them; the containerd image store
+      does not, so this is empty there.
+  returned: always
+  type: list
+  elements: str
+containers_removed:
+  description: The IDs of the stopped containers removed because of O(containers=remove).
+  returned: always
+  type: list
+  elements: str
+skipped:
+  description: The selected images left in place (wholly or in part), and why.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    image:
+      description: The image ID.
+      type: str
+    references:
+      description: Its references when the module started.
+      type: list
+      elements: str
+    reason:
+      description:
+        - V(container) (stopped containers use it), V(running_container), V(child_images) (the classic store keeps
+          a parent that has child images; its references may have been removed) or V(multiple_repositories)
+          (named by ID, referenced by several tags or repositories, and O(force=false)).
+      type: str
+    containers:
+      description: The IDs of the containers that use it.
+      type: list
+      elements: str
+    detail:
+      description: Only when the image changed during the run - the engine's conflict message.
+      type: str
+      returned: when another client changed the image during the run
+not_found:
+  description: The entries of O(images) that match no image, as given.
+  returned: always
+  type: list
+  elements: str
+space_reclaimed:
+  description:
+    - Bytes reclaimed by the deleted images, computed the same way in check mode and in the real run from the
+      image listing read at the start - for each deleted image, its listed size minus the listed size of its
+      parent image (when it has one), that is the size of the layers it adds. Layers shared with images that
+      have no parent relation are counted for each image that is deleted.
+  returned: always
+  type: int
+  sample: 1048576
+images:
+  description: One entry per selected image, in the order they were named.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: The image ID.
+      type: str
+    references:
+      description: Its references when the module started.
+      type: list
+      elements: str
+    size:
+      description: Its size in bytes, as listed.
+      type: int
+    action:
+      description: V(deleted), V(untagged) (some references removed, the image stays), V(skipped) or V(unchanged).
+      type: str
+diff:
+  description: The references of each selected or deleted image, before and after.
+  returned: always
+  type: dict
+  contains:
+    before:
+      description: C(images) - image ID to its sorted references, before.
+      type: dict
+    after:
+      description: C(images) - image ID to its sorted references, after; deleted images are absent.
+      type: dict
+prediction_notes:
+  description:
+    - Only in check mode, when the prediction may not be exact, why (for example parent images the containerd
+      image store chooses by their layers).
+  returned: in check mode, when a prediction may not be exact
+  type: list
+  elements: str
+"""
+
+import threading  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+from ansible_collections.janitor.docker.plugins.module_utils import (  # noqa: E402
+    _engine,
+    _executor,
+    _planner,
+    _references,
+    _snapshot,
+)
+
+
+class ImageRemover:
+    """Snapshot -> references -> plan -> (check mode: the plan's result | real run: the executor's result)."""
+
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+
+    def validate(self):
+        """Every error in the options, before connecting."""
+        params = self.params
+        if params["parallel"] < 1 or params["parallel"] > 64:
+            raise _engine.JanitorError(f"parallel={params['parallel']} is not valid: give a number from 1 to 64")
+        _references.validate(params["images"] or [], default_tag=params["tag"])
+
+    def policy(self):
+        return _planner.Policy(force=self.params["force"], prune=self.params["prune"],
+                               containers=self.params["containers"])
+
+    def requests(self, snapshot):
+        """The merged, de-duplicated Requests, and the references that match nothing."""
+        resolution = _references.resolve(snapshot, self.params["images"] or [], default_tag=self.params["tag"])
+        return _references.merge(resolution.requests), list(resolution.not_found)
+
+    def layers(self, client, snapshot):
+        """{image ID: RootFS.Layers} for every image (only needed to predict released layers)."""
+        found = {}
+        lock = threading.Lock()
+
+        def inspect(image_id):
+            try:
+                data = client.inspect_image(image_id)
+            except Exception as exc:  # noqa: BLE001 - a vanished image has no layers to predict
+                if _engine.is_api_error(exc) and getattr(getattr(exc, "response", None), "status_code", 0) == 404:
+                    return
+                raise _engine.api_error(exc, f"inspecting image {image_id}") if _engine.is_api_error(exc) else exc
+            with lock:
+                found[image_id] = tuple((data.get("RootFS") or {}).get("Layers") or ())
+
+        with ThreadPoolExecutor(max_workers=max(1, self.params["parallel"])) as pool:
+            list(pool.map(inspect, [image.id for image in snapshot.images]))
+        return found
+
+    def plan(self, client, snapshot, requests, not_found):
+        policy = self.policy()
+        rules = _planner.rules_for(snapshot.store)
+        plan = _planner.plan(snapshot, requests, policy, rules, not_found=not_found)
+        if rules.reports_layers and any(step.deleted for step in plan.steps):
+            plan = _planner.plan(snapshot, requests, policy, rules, layers=self.layers(client, snapshot),
+                                 not_found=not_found)
+        return plan
+
+    def run(self):
+        self.validate()
+        client = _engine.connect(self.params)
+        try:
+            try:
+                snapshot = _snapshot.read(client)
+            except Exception as exc:
+                if _engine.is_api_error(exc):
+                    raise _engine.api_error(exc, "reading the images and containers") from exc
+                raise
+            requests, not_found = self.requests(snapshot)
+            plan = self.plan(client, snapshot, requests, not_found)
+            predicted = plan.result()
+            if self.module.check_mode:
+                if plan.uncertain:
+                    predicted["prediction_notes"] = list(plan.uncertain)
+                return predicted
+            result = _executor.apply(client, plan, parallel=self.params["parallel"])
+            differences = _executor.differences(predicted, result)
+            if differences:
+                self.module.warn(f"the engine's answers differ from the plan (another client changed images during "
+                                 f"the run, or the model missed a case): {differences}")
+            return result
+        finally:
+            client.close()
+
+
+def main():
+    argument_spec = _engine.engine_argument_spec(
+        images=dict(type="list", elements="str", aliases=["name"]),
+        tag=dict(type="str", default="latest"),
+        force=dict(type="bool", default=False),
+        prune=dict(type="bool", default=True),
+        containers=dict(type="str", default="fail", choices=["fail", "skip", "remove"]),
+        parallel=dict(type="int", default=4),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    try:
+        result = ImageRemover(module).run()
+    except _executor.ExecutionError as exc:
+        module.fail_json(msg=exc.message, **exc.result)
+    except _engine.JanitorError as exc:
+        module.fail_json(msg=exc.message, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
