@@ -1,0 +1,216 @@
+"""The role janitor.docker.image_cleanup through the shipped playbook, on a fleet of three private engines.
+
+Three inventory hosts (local connection, each with its own ``docker_host``): ``alpha`` on the legacy engine,
+``bravo`` on the classic one and ``charlie`` on the containerd one, which is also given the storage facts of a
+devicemapper loop-lvm daemon (a copy of a real ``docker info``), so its storage check is critical and its rules
+never run. The same playbook runs as a dry run, for real, again (idempotent), and once more with one daemon
+killed and one host unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.harness.ansible_runner import run_playbook
+from tests.harness.images import ImageFactory
+
+pytestmark = pytest.mark.engine
+
+PLAYBOOK = "janitor.docker.cleanup"
+LOOP_LVM = Path(__file__).parent / "fixtures" / "image_cleanup" / "loop-lvm-19.03-info.json"
+HOSTS = {"alpha": "legacy", "bravo": "classic", "charlie": "containerd"}
+RULES = [
+    {"name": "retired releases", "images": ["shop/web:1", "tools/old:1", "shop/gone:9"], "containers": "skip"},
+    {"name": "dangling leftovers", "filters": {"dangling": True}},
+]
+NOT_COMPARABLE = ("dry_run", "generated_at")
+TASK = "janitor.docker.image_cleanup : "  # how ansible-playbook names the role's tasks
+
+
+def _populate(engine) -> dict:
+    engine.reset()
+    f = ImageFactory(engine)
+    ids = {
+        "web1": f.simple("shop/web:1", content=f"web 1 on {engine.kind}"),
+        "web2": f.simple("shop/web:2", "shop/web:stable", content="web 2"),
+        "old": f.simple("tools/old:1", content="old tool"),
+        "dangling": f.simple(content=f"leftover on {engine.kind}"),
+    }
+    return ids
+
+
+@pytest.fixture(scope="module")
+def fleet(engine_pool, tmp_path_factory):
+    engines = {host: engine_pool.get(kind) for host, kind in HOSTS.items()}
+    ids = {host: _populate(engine) for host, engine in engines.items()}
+    # alpha's old tool is still used by a stopped container: skipped with a reason
+    ImageFactory(engines["alpha"]).stopped_container(ids["alpha"]["old"])
+    tmp = tmp_path_factory.mktemp("fleet")
+    return {"engines": engines, "ids": ids, "tmp": tmp}
+
+
+def _inventory(fleet, name: str, extra_hosts: dict | None = None) -> str:
+    hosts = {
+        host: {"image_cleanup_docker_host": engine.url, "ansible_connection": "local",
+               "ansible_python_interpreter": sys.executable}
+        for host, engine in fleet["engines"].items()
+    }
+    hosts["charlie"]["image_cleanup_storage_docker_info"] = LOOP_LVM.read_text()
+    hosts.update(extra_hosts or {})
+    inventory = {"all": {
+        "vars": {"image_cleanup_rules": RULES, "image_cleanup_report_dir": str(fleet["tmp"] / name)},
+        "children": {"docker_hosts": {"hosts": hosts}},
+    }}
+    path = fleet["tmp"] / f"{name}.yml"
+    path.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    return str(path)
+
+
+def _report(fleet, name: str, dry_run: bool) -> tuple[dict, str]:
+    base = fleet["tmp"] / name / ("image-cleanup.dry-run" if dry_run else "image-cleanup")
+    json_file, md_file = Path(f"{base}.json"), Path(f"{base}.md")
+    assert json_file.is_file() and md_file.is_file(), f"no report {base}.json/.md"
+    return json.loads(json_file.read_text()), md_file.read_text()
+
+
+def _recap(stdout: str) -> dict:
+    recap = {}
+    for line in stdout.split("PLAY RECAP")[-1].splitlines():
+        match = re.match(r"^(\S+)\s*:\s*(.*)$", line.strip())
+        if match:
+            recap[match.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2))}
+    return recap
+
+
+def _comparable(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k not in NOT_COMPARABLE}
+
+
+def _states(fleet) -> dict:
+    return {host: engine.state() for host, engine in fleet["engines"].items()}
+
+
+@pytest.fixture(scope="module")
+def runs(fleet):
+    """The dry run, the real run and the rerun, with the engines' state before and after each."""
+    inventory = _inventory(fleet, "main")
+    before = _states(fleet)
+    check = run_playbook(PLAYBOOK, inventory=inventory, check=True)
+    after_check = _states(fleet)
+    dry = _report(fleet, "main", dry_run=True)
+    real = run_playbook(PLAYBOOK, inventory=inventory)
+    after_real = _states(fleet)
+    done = _report(fleet, "main", dry_run=False)
+    again = run_playbook(PLAYBOOK, inventory=inventory)
+    return {"check": check, "real": real, "again": again, "dry": dry, "done": done,
+            "before": before, "after_check": after_check, "after_real": after_real}
+
+
+def test_dry_run_changes_nothing_and_says_so(runs):
+    assert runs["after_check"] == runs["before"]
+    report, markdown = runs["dry"]
+    assert report["dry_run"] is True
+    assert "DRY RUN" in markdown
+    summary = runs["check"].task(TASK + "Show this host's summary", "alpha")["msg"]
+    assert summary[0].startswith("DRY RUN")
+
+
+def test_dry_run_report_equals_real_report(runs):
+    (dry, dry_md), (done, done_md) = runs["dry"], runs["done"]
+    assert done["dry_run"] is False
+    assert _comparable(dry) == _comparable(done)
+
+    def body(text):
+        return [line for line in text.splitlines() if not line.startswith("> ")]
+
+    assert body(dry_md) == body(done_md)
+    assert dry_md != done_md  # the mark differs
+
+
+def test_real_run_removes_what_the_rules_say(runs, fleet):
+    ids = fleet["ids"]
+    after = runs["after_real"]
+    for host in ("alpha", "bravo"):
+        assert ids[host]["web1"] not in after[host]["images"]
+        assert ids[host]["dangling"] not in after[host]["images"]
+        assert after[host]["images"][ids[host]["web2"]] == ["shop/web:2", "shop/web:stable"]
+    assert ids["alpha"]["old"] in after["alpha"]["images"]  # used by a container: skipped
+    assert ids["bravo"]["old"] not in after["bravo"]["images"]
+    # charlie's storage check is critical: none of its rules ran
+    assert after["charlie"] == runs["before"]["charlie"]
+
+
+def test_report_contents(runs, fleet):
+    report, markdown = runs["done"]
+    assert report["hosts"]["names"] == ["alpha", "bravo", "charlie"]
+    assert report["hosts"]["total"] == 3 and report["hosts"]["failed"] == 1 and report["hosts"]["ok"] == 2
+    per_host = {h["host"]: h for h in report["per_host"]}
+    for host in ("alpha", "bravo"):
+        assert per_host[host]["status"] == "ok" and per_host[host]["changed"] is True
+        assert fleet["ids"][host]["web1"] in per_host[host]["deleted"] or "shop/web:1" in per_host[host]["untagged"]
+    assert per_host["charlie"]["status"] == "failed"
+    assert per_host["charlie"]["highest_severity"] == "critical"
+    assert all(r["status"] == "not run" for r in per_host["charlie"]["rules"])
+    assert report["totals"]["space_reclaimed"] == sum(h["space_reclaimed"] for h in report["per_host"]) > 0
+    assert report["totals"]["deleted"] == sum(h["counts"]["deleted"] for h in report["per_host"]) >= 4
+
+    skipped = [s for s in report["skipped"] if s["host"] == "alpha"]
+    assert [s["image"] for s in skipped] == [fleet["ids"]["alpha"]["old"]]
+    assert skipped[0]["rule"] == "retired releases" and skipped[0]["reason"] and skipped[0]["containers"]
+    assert {(n["host"], n["image"]) for n in report["not_found"]} == {("alpha", "shop/gone:9"), ("bravo", "shop/gone:9")}
+
+    ranks = {"critical": 3, "warning": 2, "info": 1}
+    severities = [ranks[f["severity"]] for f in report["findings"]]
+    assert severities == sorted(severities, reverse=True)
+    assert report["findings"][0]["host"] == "charlie" and report["findings"][0]["severity"] == "critical"
+
+    assert [f["host"] for f in report["failed_hosts"]] == ["charlie"]
+    assert "storage" in report["failed_hosts"][0]["error"]
+    for text in ("# Docker image cleanup report", "| charlie | failed |", "critical", "tools/old:1"):
+        assert text in markdown
+
+
+def test_failed_host_is_marked_failed_and_others_finish(runs):
+    real = runs["real"]
+    assert real.rc == 2, real.stdout
+    recap = _recap(real.stdout)
+    assert recap["charlie"]["failed"] == 1
+    assert recap["alpha"]["failed"] == 0 and recap["bravo"]["failed"] == 0
+    assert recap["alpha"]["changed"] >= 1
+
+
+def test_rerun_is_idempotent(runs):
+    again = runs["again"]
+    recap = _recap(again.stdout)
+    assert set(recap) >= {"alpha", "bravo", "charlie"}, again.stdout
+    assert all(counts["changed"] == 0 for counts in recap.values()), again.stdout
+    for host in ("alpha", "bravo"):
+        result = again.task(TASK + "Apply each cleanup rule", host)
+        assert [r["changed"] for r in result["results"]] == [False, False]
+
+
+def test_killed_daemon_and_unreachable_host_do_not_stop_the_others(runs, fleet):
+    alpha = fleet["engines"]["alpha"]
+    leftover = ImageFactory(alpha).simple(content="a new leftover")
+    fleet["engines"]["bravo"].kill()
+    unreachable = {"delta": {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9,
+                             "ansible_user": "nobody", "ansible_ssh_common_args": "-o ConnectTimeout=5"}}
+    inventory = _inventory(fleet, "faults", unreachable)
+    run = run_playbook(PLAYBOOK, inventory=inventory)
+    assert run.rc != 0
+    assert leftover not in alpha.state()["images"]
+    report, markdown = _report(fleet, "faults", dry_run=False)
+    assert report["hosts"]["names"] == ["alpha", "bravo", "charlie", "delta"]
+    failed = {f["host"]: f for f in report["failed_hosts"]}
+    assert sorted(failed) == ["bravo", "charlie", "delta"]
+    assert "unreachable" in failed["delta"]["error"].lower() or "unreachable" in failed["delta"]["task"].lower()
+    assert failed["bravo"]["error"]
+    per_host = {h["host"]: h for h in report["per_host"]}
+    assert per_host["alpha"]["status"] == "ok" and per_host["alpha"]["counts"]["deleted"] == 1
+    assert "| delta | failed |" in markdown
