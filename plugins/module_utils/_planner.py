@@ -16,6 +16,7 @@ real run the answers the engine gave, so both are computed the same way.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 
@@ -126,6 +127,7 @@ class Plan:
     selected: list  # image IDs selected by the requests, in order
     image_ids: frozenset  # every image ID of the snapshot
     uncertain: list  # why a prediction may not be exact (empty when exact)
+    after: object = None  # the Snapshot the simulation predicts after the run
 
     def predicted_answers(self):
         answers = []
@@ -172,6 +174,14 @@ class _State:
 
     def children(self, image_id):
         return [image for image in self.images.values() if image.parent == image_id]
+
+    def snapshot(self, before):
+        """The predicted state as a Snapshot (records of ``before`` with the references that remain)."""
+        by_id = before.by_id()
+        images = tuple(dataclasses.replace(by_id[i], tags=tuple(image.tags), digests=tuple(image.digests))
+                       for i, image in self.images.items())
+        return dataclasses.replace(before, images=images, containers=tuple(self.containers.values()),
+                                   _by_id=None)
 
     def containers_of(self, image_id):
         return [c for c in self.containers.values() if c.image_id == image_id]
@@ -279,7 +289,8 @@ class _State:
     def containerd_delete_all(self, image, names, force, prune, by_reference, untagged, deleted):
         """containerd ``deleteAll``: untag every name, delete, then walk up the dangling parents."""
         if not force:
-            conflict = self.conflict(image, hard=True, soft=True, active_reference=len(names) > 1)
+            # by reference, the engine drops the active-reference conflict when every name goes
+            conflict = self.conflict(image, hard=True, soft=True, active_reference=len(names) > 1 and not by_reference)
         else:
             conflict = self.conflict(image, hard=True, soft=False)
         if conflict is not None and conflict.reason != REASON_CHILDREN:
@@ -548,7 +559,8 @@ def plan(snapshot, requests, policy=None, rules=None, layers=None, not_found=())
                 break
     return Plan(snapshot=snapshot, rules=rules, policy=policy, steps=steps, skipped=skipped,
                 not_found=list(not_found), selected=selected,
-                image_ids=frozenset(image.id for image in snapshot.images), uncertain=uncertain)
+                image_ids=frozenset(image.id for image in snapshot.images), uncertain=uncertain,
+                after=state.snapshot(snapshot))
 
 
 def _unique(values):

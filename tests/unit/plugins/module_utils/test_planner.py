@@ -1,0 +1,319 @@
+"""The pure model of the engine's delete rules: fixed cases per store kind, and random graphs (hypothesis)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.janitor.docker.plugins.module_utils import _planner, _references
+from ansible_collections.janitor.docker.plugins.module_utils._engine import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._snapshot import (
+    CLASSIC,
+    CONTAINERD,
+    ContainerRecord,
+    ImageRecord,
+    Snapshot,
+    repository_of,
+)
+
+STORES = (CLASSIC, CONTAINERD)
+
+
+def iid(n):
+    return "sha256:" + hashlib.sha256(f"image {n}".encode()).hexdigest()
+
+
+def dig(n):
+    return "sha256:" + hashlib.sha256(f"digest {n}".encode()).hexdigest()
+
+
+def run(snapshot, values, layers=None, **policy):
+    resolution = _references.resolve(snapshot, values)
+    plan = _planner.plan(snapshot, resolution.requests, _planner.Policy(**policy), layers=layers,
+                         not_found=resolution.not_found)
+    return plan, plan.result()
+
+
+def stopped(n, image):
+    return ContainerRecord(id=f"{n:064x}", image_id=image, state="exited", name=f"c{n}")
+
+
+def running(n, image):
+    return ContainerRecord(id=f"{n:064x}", image_id=image, state="running", name=f"r{n}")
+
+
+# -- fixed cases -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("store", STORES)
+def test_three_tags_removed_one_by_one(store):
+    snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("a:1", "a:2", "b:1"), size=10),), store=store)
+    _, first = run(snapshot, ["a:1"])
+    assert (first["untagged"], first["deleted"], first["images"][0]["action"]) == (["a:1"], [], "untagged")
+    _, both = run(snapshot, ["a:1", "a:2"])
+    assert (both["untagged"], both["deleted"]) == (["a:1", "a:2"], [])
+    _, all_three = run(snapshot, ["a:1", "a:2", "b:1"])
+    assert (all_three["untagged"], all_three["deleted"]) == (["a:1", "a:2", "b:1"], [iid(1)])
+    assert all_three["space_reclaimed"] == 10
+    assert all_three["diff"] == {"before": {"images": {iid(1): ["a:1", "a:2", "b:1"]}}, "after": {"images": {}}}
+
+
+@pytest.mark.parametrize("store", STORES)
+@pytest.mark.parametrize("tags", [("a:1", "b:1"), ("a:1", "a:2")])
+def test_id_with_several_tags_needs_force(store, tags):
+    snapshot = Snapshot(images=(ImageRecord(iid(1), tags=tags),), store=store)
+    plan, result = run(snapshot, [iid(1)])
+    assert plan.steps == [] and not result["changed"]
+    assert result["skipped"] == [{"image": iid(1), "references": list(tags), "reason": "multiple_repositories",
+                                  "containers": []}]
+    plan, result = run(snapshot, [iid(1)], force=True)
+    assert plan.steps[0].force is True
+    assert (result["untagged"], result["deleted"], result["skipped"]) == (sorted(tags), [iid(1)], [])
+
+
+def test_classic_tag_removal_takes_the_repository_digests():
+    snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("r/x:1", "y:1"), digests=(f"r/x@{dig(1)}",)),))
+    _, result = run(snapshot, ["r/x:1"])
+    assert result["untagged"] == ["r/x:1", f"r/x@{dig(1)}"]
+    assert result["diff"]["after"]["images"] == {iid(1): ["y:1"]}
+
+
+def test_classic_digest_removal_untags_only_the_digest():
+    snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("r/x:1", "r/x:2"), digests=(f"r/x@{dig(1)}",)),))
+    _, result = run(snapshot, [f"r/x@{dig(1)}"])
+    assert (result["untagged"], result["deleted"]) == ([f"r/x@{dig(1)}"], [])
+
+
+def test_containerd_digest_removal_untags_every_tag_of_the_repository():
+    image = ImageRecord(iid(1), tags=("r/x:1", "r/x:2", "y:1"), digests=(f"y@{iid(1)}",))
+    snapshot = Snapshot(images=(image,), store=CONTAINERD)
+    _, result = run(snapshot, [f"r/x@{iid(1)}"])
+    assert (result["untagged"], result["deleted"]) == (["r/x:1", "r/x:2"], [])
+    _, result = run(snapshot, [f"r/x@{iid(1)}", "y:1"])
+    assert (result["untagged"], result["deleted"]) == (["r/x:1", "r/x:2", "y:1"], [iid(1)])
+
+
+def parent_child(store):
+    return Snapshot(images=(
+        ImageRecord(iid(1), tags=("p:1",), size=100),
+        ImageRecord(iid(2), parent=iid(1), tags=("c:1",), size=150),
+    ), store=store)
+
+
+def test_classic_parent_by_id_is_blocked_by_its_child():
+    plan, result = run(parent_child(CLASSIC), [iid(1)], force=True)
+    assert plan.steps == []
+    assert result["skipped"][0]["reason"] == "child_images"
+
+
+def test_classic_parent_by_tag_is_untagged_and_kept():
+    _, result = run(parent_child(CLASSIC), ["p:1"])
+    assert (result["untagged"], result["deleted"]) == (["p:1"], [])
+    assert result["skipped"] == [{"image": iid(1), "references": ["p:1"], "reason": "child_images", "containers": []}]
+    assert result["images"][0]["action"] == "untagged"
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_child_then_parent(store):
+    plan, result = run(parent_child(store), ["p:1", "c:1"])
+    assert [s.target for s in plan.steps] == ["c:1", "p:1"]  # the child first
+    assert result["deleted"] == sorted([iid(1), iid(2)])
+    assert result["skipped"] == []
+    assert result["space_reclaimed"] == 150  # 50 added by the child + 100 of the parent
+    assert len({s.group for s in plan.steps}) == 1
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_untagged_parent_is_pruned(store):
+    snapshot = Snapshot(images=(ImageRecord(iid(1)), ImageRecord(iid(2), parent=iid(1), tags=("c:1",))), store=store)
+    _, result = run(snapshot, ["c:1"])
+    assert result["deleted"] == sorted([iid(1), iid(2)])
+    _, result = run(snapshot, ["c:1"], prune=False)
+    assert result["deleted"] == [iid(2)]
+
+
+def test_classic_prune_stops_at_a_parent_with_another_child():
+    snapshot = Snapshot(images=(ImageRecord(iid(1)), ImageRecord(iid(2), parent=iid(1), tags=("c:1",)),
+                                ImageRecord(iid(3), parent=iid(1), tags=("d:1",))))
+    _, result = run(snapshot, ["c:1"])
+    assert result["deleted"] == [iid(2)]
+
+
+def test_containerd_parent_by_id_is_deleted_despite_its_child():
+    _, result = run(parent_child(CONTAINERD), [iid(1)])
+    assert (result["untagged"], result["deleted"], result["skipped"]) == (["p:1"], [iid(1)], [])
+
+
+def test_containerd_parent_by_tag_is_reported_deleted_and_stays_listed():
+    plan, result = run(parent_child(CONTAINERD), ["p:1"])
+    assert (result["untagged"], result["deleted"]) == (["p:1"], [iid(1)])
+    assert iid(1) in plan.after.by_id() and plan.after.by_id()[iid(1)].tags == ()
+
+
+@pytest.mark.parametrize("store", STORES)
+@pytest.mark.parametrize("state", ["exited", "running"])
+def test_container_policies(store, state):
+    container = ContainerRecord(id="f" * 64, image_id=iid(1), state=state, name="web")
+    snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("a:1",)), ImageRecord(iid(2), tags=("b:1",))),
+                        containers=(container,), store=store)
+    with pytest.raises(JanitorError) as info:
+        run(snapshot, ["a:1", "b:1"])
+    assert iid(1) in info.value.message and "f" * 12 in info.value.message and "web" in info.value.message
+    reason = "running_container" if state == "running" else "container"
+    plan, result = run(snapshot, ["a:1", "b:1"], containers="skip")
+    assert result["skipped"] == [{"image": iid(1), "references": ["a:1"], "reason": reason, "containers": ["f" * 64]}]
+    assert result["deleted"] == [iid(2)] and result["untagged"] == ["b:1"]
+    plan, result = run(snapshot, ["a:1", "b:1"], containers="remove")
+    if state == "running":
+        assert result["skipped"][0]["reason"] == "running_container" and result["containers_removed"] == []
+        assert result["deleted"] == [iid(2)]
+    else:
+        assert [s.action for s in plan.steps][0] == "remove_container"
+        assert result["containers_removed"] == ["f" * 64]
+        assert result["deleted"] == sorted([iid(1), iid(2)]) and result["skipped"] == []
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_one_of_several_tags_of_a_used_image_is_allowed(store):
+    container = ContainerRecord(id="f" * 64, image_id=iid(1), state="running")
+    snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("a:1", "a:2")),), containers=(container,), store=store)
+    _, result = run(snapshot, ["a:1"])
+    assert result["untagged"] == ["a:1"] and result["skipped"] == []
+
+
+def test_classic_released_layers_need_rootfs():
+    snapshot = Snapshot(images=(
+        ImageRecord(iid(1), tags=("p:1",)),
+        ImageRecord(iid(2), parent=iid(1), tags=("c:1",)),
+        ImageRecord(iid(3), tags=("other:1",)),
+    ))
+    layers = {iid(1): ("sha256:" + "1" * 64,), iid(2): ("sha256:" + "1" * 64, "sha256:" + "2" * 64),
+              iid(3): ("sha256:" + "1" * 64, "sha256:" + "3" * 64)}
+    chains = _planner.chain_ids(layers[iid(2)])
+    assert chains[0] == "sha256:" + "1" * 64
+    assert chains[1] == "sha256:" + hashlib.sha256(f"sha256:{'1' * 64} sha256:{'2' * 64}".encode()).hexdigest()
+    plan, result = run(snapshot, ["c:1", "p:1"], layers=layers)
+    assert result["deleted_layers"] == [chains[1]]  # the base layer stays for other:1
+    assert plan.uncertain == []
+    plan, result = run(snapshot, ["c:1", "p:1", "other:1"], layers=layers)
+    assert result["deleted_layers"] == sorted(set(chains) | set(_planner.chain_ids(layers[iid(3)])))
+    plan, _ = run(snapshot, ["c:1"])
+    assert plan.uncertain  # no layers given: check mode says so
+
+
+def test_container_keeps_layers_of_a_force_deleted_image():
+    container = stopped(1, iid(1))
+    snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("a:1",)),), containers=(container,))
+    _, result = run(snapshot, ["a:1"], layers={iid(1): (dig(1),)}, containers="remove")
+    assert result["deleted_layers"] == [dig(1)]
+
+
+def test_policy_value_is_checked():
+    with pytest.raises(JanitorError) as info:
+        _planner.plan(Snapshot(), [], _planner.Policy(containers="nuke"))
+    assert "'nuke'" in info.value.message and "fail, skip, remove" in info.value.message
+
+
+# -- random graphs -----------------------------------------------------------------------------------------------
+REPOS = ("r0", "r1", "lh:5000/r2")
+TAGS = ("t0", "t1")
+
+
+@st.composite
+def graphs(draw):
+    store = draw(st.sampled_from(STORES))
+    count = draw(st.integers(1, 7))
+    free_tags = [f"{r}:{t}" for r in REPOS for t in TAGS]
+    images = []
+    for n in range(count):
+        parent = draw(st.sampled_from([""] + [img.id for img in images]))
+        tags = tuple(t for t in free_tags if draw(st.booleans()) and draw(st.booleans()))
+        free_tags = [t for t in free_tags if t not in tags]
+        digests = ()
+        if store == CLASSIC:
+            repos = sorted({repository_of(t) for t in tags})
+            digests = tuple(f"{r}@{dig(n)}" for r in repos if draw(st.booleans()))
+        else:
+            digests = tuple(f"{r}@{iid(n)}" for r in sorted({repository_of(t) for t in tags})[:1])
+        images.append(ImageRecord(iid(n), parent=parent, tags=tags, digests=digests, size=draw(st.integers(0, 99))))
+    containers = []
+    for n, image in enumerate(images):
+        state = draw(st.sampled_from(["none", "none", "exited", "running"]))
+        if state != "none":
+            containers.append(ContainerRecord(id=f"{n:064x}", image_id=image.id, state=state))
+    snapshot = Snapshot(images=tuple(images), containers=tuple(containers), store=store)
+    names = [ref for img in images for ref in img.references] + [img.id for img in images] + ["missing:1"]
+    values = draw(st.lists(st.sampled_from(names), max_size=8))
+    policy = _planner.Policy(force=draw(st.booleans()), prune=draw(st.booleans()),
+                             containers=draw(st.sampled_from(["skip", "remove"])))
+    layers = {img.id: (dig(f"layer {img.parent}"), dig(f"layer {img.id}")) if img.parent else (dig(f"layer {img.id}"),)
+              for img in images}
+    return snapshot, values, policy, layers
+
+
+def plan_for(snapshot, values, policy, layers):
+    resolution = _references.resolve(snapshot, values)
+    return _planner.plan(snapshot, resolution.requests, policy, layers=layers if snapshot.store == CLASSIC else None,
+                         not_found=resolution.not_found)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graphs())
+def test_random_graph_invariants(case):
+    snapshot, values, policy, layers = case
+    plan = plan_for(snapshot, values, policy, layers)
+    result = plan.result()
+    by_id = snapshot.by_id()
+    running_images = {c.image_id for c in snapshot.containers if c.running}
+    resolution = _references.resolve(snapshot, values)
+    asked_refs = {r.target for r in resolution.requests if r.kind == "reference"}
+    asked_ids = {r.image_id for r in resolution.requests if r.kind == "id"}
+    asked_images = {r.image_id for r in resolution.requests}
+
+    # never delete an image a running container uses, never remove a running container
+    assert not running_images & set(result["deleted"])
+    running_ids = {c.id for c in snapshot.containers if c.running}
+    assert not running_ids & set(result["containers_removed"])
+    # a stopped container is removed only with containers=remove, for an image it was asked to remove
+    if policy.containers != "remove":
+        assert result["containers_removed"] == []
+    # never lose a reference not asked for
+    for ref in result["untagged"]:
+        owner = next(img for img in snapshot.images if ref in img.references or (
+            "@" in ref and False))
+        repo = repository_of(ref)
+        assert (ref in asked_refs or owner.id in asked_ids
+                or any(repository_of(a) == repo and a in owner.references for a in asked_refs)), ref
+    # deleted images were asked for, or untagged in the snapshot (a pruned parent)
+    for image_id in result["deleted"]:
+        assert image_id in asked_images or not by_id[image_id].references, image_id
+    # skipped images keep their references
+    after = plan.after.by_id()
+    for entry in result["skipped"]:
+        if entry["reason"] in ("container", "running_container"):
+            assert sorted(after[entry["image"]].references) == sorted(by_id[entry["image"]].references)
+        if entry["reason"] == "multiple_repositories":
+            assert set(after[entry["image"]].references) >= set(by_id[entry["image"]].references) - set(
+                result["untagged"]) and set(after[entry["image"]].references)
+    # every result key is there, and changed is consistent
+    assert set(_planner.RESULT_KEYS) <= set(result)
+    assert result["changed"] == bool(plan.steps)
+    # idempotency: planning on the predicted state changes nothing
+    again = plan_for(plan.after, values, policy, layers)
+    assert again.steps == [], [(s.action, s.target) for s in again.steps]
+    assert again.result()["changed"] is False
+
+
+@settings(max_examples=150, deadline=None)
+@given(graphs())
+def test_random_graph_fail_policy_changes_nothing_or_raises(case):
+    snapshot, values, policy, layers = case
+    policy = _planner.Policy(force=policy.force, prune=policy.prune, containers="fail")
+    try:
+        plan = plan_for(snapshot, values, policy, layers)
+    except JanitorError as exc:
+        assert "nothing was removed" in exc.message
+        return
+    used = {c.image_id for c in snapshot.containers}
+    assert not used & set(plan.result()["deleted"])
