@@ -145,7 +145,7 @@ class DockerInfo:
         return None
 
     def has_status(self, name):
-        return any(_norm_key(key) == _norm_key(name) for key, _ in self.driver_status)
+        return any(_norm_key(pair[0]) == _norm_key(name) for pair in self.driver_status)
 
 
 def _norm_key(key):
@@ -337,7 +337,7 @@ def read_sysconfig_storage(path):
         config["error"] = f"cannot read {path}: {exc.strerror or exc}"
         return config
     config["exists"] = True
-    for line in text.splitlines():
+    for line in text.replace("\\\n", "").splitlines():  # shell line continuations
         line = line.strip()
         if line.startswith("export "):
             line = line[len("export "):].strip()

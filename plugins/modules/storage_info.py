@@ -15,7 +15,7 @@ description:
     the storage settings in C(/etc/docker/daemon.json) and, on RHEL-family hosts, C(/etc/sysconfig/docker-storage),
     and returns the storage facts with a list of findings, each with a severity and a remedy.
   - The first thing it looks for is the devicemapper driver in loop-lvm mode. There the daemon keeps every image and
-    container in sparse loop files (typically C(/var/lib/docker/devicemapper/devicemapper/data)) that only grow:
+    container in sparse loop files (typically C(/var/lib/docker/devicemapper/devicemapper/data)) that only grow;
     deleting images does not give the disk space back. Production hosts must use direct-lvm (a real LVM thin pool)
     instead; loop-lvm is a V(critical) finding.
   - "Other findings: the devicemapper driver (and the legacy C(overlay) and C(aufs) drivers) deprecated or removed
@@ -30,11 +30,11 @@ description:
     the way that leads out of the root directory; other paths are reported with the reason they were not measured.
   - The module only reads; it never changes the daemon or a file.
 author:
-  - janitor.docker contributors
+  - janitor.docker developers (@janitor-docker)
 extends_documentation_fragment:
   - janitor.docker.engine
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.flow
+  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
     support: full
@@ -42,12 +42,12 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Running the module again with the same options gives the same result when nothing else changed.
     support: full
   platform:
     support: full
     platforms: posix
   action_group:
-    support: full
     membership:
       - janitor.docker.docker
 options:
