@@ -305,13 +305,15 @@ class _Policy:
     def active(self):
         return bool(self.filters) or self.all
 
-    def describe(self):
-        """``dangling=true,label=a`` — the filters as given, for ``given``."""
+    def describe(self, patterns=None):
+        """``dangling=true,label=a`` — the filters as given, for ``given`` (only ``patterns`` of ``reference``)."""
         parts = []
         for name in FILTER_NAMES:
             if name not in self.filters:
                 continue
             value = self.filters[name]
+            if name == "reference" and patterns is not None:
+                value = patterns
             for item in value if isinstance(value, (list, tuple)) else [value]:
                 if isinstance(item, bool):
                     item = str(item).lower()
@@ -486,7 +488,10 @@ def select(snapshot, params, now=None):
         if refs is None:
             requests.append(Request("id", image.id, image.id, given=given, rule=rule))
         else:
-            requests.extend(Request("reference", ref, image.id, given=given, rule=rule) for ref in refs)
+            for ref in refs:
+                name = repository_of(ref)
+                patterns = [p for p, rx in zip(policy.patterns, policy.reference_rx) if rx.match(ref) or rx.match(name)]
+                requests.append(Request("reference", ref, image.id, given=policy.describe(patterns), rule=rule))
     kept.sort(key=lambda entry: (entry["reason"], entry["id"]))
     return requests, kept
 
@@ -537,3 +542,38 @@ def protect(snapshot, requests, params):
         elif image.id not in kept:
             kept[image.id] = _entry(image, request.rule, KEPT_EXCLUDED, request.given, by=protector)
     return out, list(kept.values())
+
+
+def validate(params, now=None):
+    """Every error in the selection options that needs no snapshot (before connecting)."""
+    _Policy(params, time.time() if now is None else now)
+
+
+def annotate(result, snapshot, requests, kept):
+    """Name, in ``result["images"]``, the rule that selected each image and why it was skipped, and add the images
+    the selection kept (``action: kept``). Check mode and the real run go through here alike."""
+    by_id = snapshot.by_id()
+    first = {}
+    for request in requests:
+        first.setdefault(request.image_id, request)
+    reasons = {}
+    for entry in result.get("skipped") or ():
+        reasons.setdefault(entry["image"], entry["reason"])
+    for entry in result.get("images") or ():
+        request = first.get(entry["id"])
+        if request is not None:
+            entry["rule"] = request.rule
+            entry["given"] = request.given
+        if entry["id"] in reasons:
+            entry["reason"] = reasons[entry["id"]]
+    listed = {entry["id"] for entry in result.get("images") or ()}
+    for item in kept:
+        if item["id"] in listed:
+            continue  # also selected by another rule (``images``): its outcome is already reported
+        listed.add(item["id"])
+        image = by_id.get(item["id"])
+        entry = {"id": item["id"], "references": list(item["references"]), "size": image.size if image else 0,
+                 "action": "kept"}
+        entry.update({k: v for k, v in item.items() if k not in ("id", "references")})
+        result.setdefault("images", []).append(entry)
+    return result

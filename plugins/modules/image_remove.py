@@ -104,12 +104,64 @@ options:
         a child and its parents) always run in order, so the result is the same as with V(1).
     type: int
     default: 4
+  filters:
+    description:
+      - Select images by policy, with the engine's image filters; the selected images are removed with the same
+        rules, options and result keys as O(images), in the same pass. Several filters must all hold.
+      - V(dangling) (bool) - V(true) selects untagged images, V(false) tagged ones.
+      - V(reference) - a glob or a list of globs (V(*) and V(?) do not match V(/); V([a-z]) classes) matched
+        against each reference (V(app:1)) and its repository name (V(app)), as C(docker images --filter reference=).
+        Only the matching references are removed, like C(docker rmi app:1); the image goes with its last one.
+      - V(label) - V(key) or V(key=value), a string or a list; every one must hold.
+      - V(label!) - V(key) or V(key=value), a string or a list; an image is selected only if none holds (an image
+        without the key is selected by V(key=value)).
+      - V(before) and V(since) - an image reference or ID; selects images created strictly before or after it.
+      - V(until) - a duration before now (V(240h), V(90m), V(1h30m), V(10d), V(2w)) or a timestamp
+        (V(2024-05-01), V(2024-05-01T12:00:00Z), Unix seconds; local time without a zone); selects images created
+        at or before it, as C(docker image prune --filter until=).
+      - Without O(all), filters apply to the images C(docker images) lists - tagged images and untagged images
+        without child images. Untagged parent images are removed with their last child (O(prune)).
+      - Unknown filter names and malformed values fail the task before anything is removed.
+    type: dict
+  exclude:
+    description:
+      - Images that are never removed, whatever selects them (O(images), O(filters), O(all)) - each entry a
+        reference (V(app:1); a name without tag, V(app), protects every tag of that repository), a glob
+        (V(app:1.*), V(team/*)), or an image ID or ID prefix.
+      - Protected images are listed in RV(images) with RV(images[].action=kept) and RV(images[].reason=excluded).
+    type: list
+    elements: str
+    default: []
+  keep_latest:
+    description:
+      - Keep the N most recently created images of each repository among those O(filters) or O(all) select
+        (after O(exclude)), and remove the others. V(0) keeps none.
+      - An image with tags in several repositories stays when it is among the newest of any of them; with a
+        V(reference) filter only its references in the repositories where it is kept stay.
+      - Images without any reference belong to no repository and are not kept.
+    type: int
+  all:
+    description:
+      - Select every image no container uses, as C(docker image prune -a) (with O(filters), every such image that
+        matches them). Images used by containers are listed in RV(images) with RV(images[].action=kept) and
+        RV(images[].reason=container).
+      - On the classic store untagged parent images are left to O(prune) of their last child, as the engine does;
+        the containerd image store has no such dependency and they are selected too.
+    type: bool
+    default: false
 notes:
   - O(images) accepts one string too.
   - "Deleted layers: the classic store reports the layer chain IDs it releases; the containerd image store
     reports none, so RV(deleted_layers) is empty there."
   - Only the images and containers read at the start are planned for; if another client changes them during the
     run, the engine's answers win, and the images that met a conflict are reported in RV(skipped) with a C(detail).
+  - "O(filters), O(exclude), O(keep_latest) and O(all) are resolved against the same single read of images and
+    containers as O(images), so check mode selects exactly what the real run removes. The listing gives creation
+    times in whole seconds: an image created in the same second as the one named by C(before) or
+    C(since) is selected by neither."
+  - "Where the engine kinds disagree, one rule applies everywhere: C(until) uses the image's creation time
+    (the containerd image store's own prune uses the time the image was stored locally), and
+    V(label!=key=value) selects images without the key (the containerd image store's own filter does not)."
 seealso:
   - module: janitor.docker.storage_info
 """
@@ -133,6 +185,28 @@ EXAMPLES = r"""
     force: true
     containers: remove
   register: removed
+
+- name: Remove dangling images older than ten days, check mode shows exactly which
+  janitor.docker.image_remove:
+    filters:
+      dangling: true
+      until: 10d
+
+- name: Keep the two newest builds of every app repository, never the release images
+  janitor.docker.image_remove:
+    filters:
+      reference: ["registry.example.com/apps/*"]
+      label: built-by=ci
+    exclude: ["registry.example.com/apps/*:release-*"]
+    keep_latest: 2
+    containers: skip
+
+- name: Everything no container uses, except the base images (docker image prune -a, with exclusions)
+  janitor.docker.image_remove:
+    all: true
+    filters:
+      label!: keep
+    exclude: [debian, "alpine:3.*"]
 
 - name: Same options as community.docker.docker_image_remove
   janitor.docker.image_remove:
@@ -211,7 +285,9 @@ space_reclaimed:
   type: int
   sample: 1048576
 images:
-  description: One entry per selected image, in the order they were named.
+  description:
+    - One entry per selected image, in the order they were named (O(filters) and O(all) - newest first), then
+      the images O(filters) or O(all) selected but O(exclude), O(keep_latest) or a container kept.
   returned: always
   type: list
   elements: dict
@@ -227,8 +303,36 @@ images:
       description: Its size in bytes, as listed.
       type: int
     action:
-      description: V(deleted), V(untagged) (some references removed, the image stays), V(skipped) or V(unchanged).
+      description:
+        - V(deleted), V(untagged) (some references removed, the image stays), V(skipped), V(unchanged), or
+          V(kept) (selected by O(filters) or O(all), and kept by O(exclude), O(keep_latest) or a container).
       type: str
+    rule:
+      description:
+        - What selected it - V(images), V(filters) or V(all).
+      type: str
+    given:
+      description:
+        - What the user wrote - the O(images) entry, or the filters (V(dangling=true,until=10d)).
+      type: str
+    reason:
+      description:
+        - For V(skipped), the reason in RV(skipped). For V(kept), V(excluded), V(keep_latest) or V(container).
+      type: str
+      returned: when skipped or kept
+    by:
+      description: For V(excluded), the O(exclude) entry that protected it.
+      type: str
+      returned: when excluded
+    repository:
+      description: For V(keep_latest), the repository in which it is among the newest.
+      type: str
+      returned: when kept by keep_latest
+    containers:
+      description: For V(container), the IDs of the containers that use it.
+      type: list
+      elements: str
+      returned: when kept for a container
 diff:
   description: The references of each selected or deleted image, before and after.
   returned: always
@@ -250,6 +354,7 @@ prediction_notes:
 """
 
 import threading  # noqa: E402
+import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -259,6 +364,7 @@ from ansible_collections.janitor.docker.plugins.module_utils import (  # noqa: E
     _executor,
     _planner,
     _references,
+    _selection,
     _snapshot,
 )
 
@@ -269,6 +375,7 @@ class ImageRemover:
     def __init__(self, module):
         self.module = module
         self.params = module.params
+        self.kept = []
 
     def validate(self):
         """Every error in the options, before connecting."""
@@ -276,6 +383,7 @@ class ImageRemover:
         if params["parallel"] < 1 or params["parallel"] > 64:
             raise _engine.JanitorError(f"parallel={params['parallel']} is not valid: give a number from 1 to 64")
         _references.validate(params["images"] or [], default_tag=params["tag"])
+        _selection.validate(params)
 
     def policy(self):
         return _planner.Policy(force=self.params["force"], prune=self.params["prune"],
@@ -284,7 +392,10 @@ class ImageRemover:
     def requests(self, snapshot):
         """The merged, de-duplicated Requests, and the references that match nothing."""
         resolution = _references.resolve(snapshot, self.params["images"] or [], default_tag=self.params["tag"])
-        return _references.merge(resolution.requests), list(resolution.not_found)
+        named, protected = _selection.protect(snapshot, resolution.requests, self.params)
+        selected, kept = _selection.select(snapshot, self.params, time.time())
+        self.kept = protected + kept
+        return _references.merge(named, selected), list(resolution.not_found)
 
     def layers(self, client, snapshot):
         """{image ID: RootFS.Layers} for every image (only needed to predict released layers)."""
@@ -330,13 +441,13 @@ class ImageRemover:
             if self.module.check_mode:
                 if plan.uncertain:
                     predicted["prediction_notes"] = list(plan.uncertain)
-                return predicted
+                return _selection.annotate(predicted, snapshot, requests, self.kept)
             result = _executor.apply(client, plan, parallel=self.params["parallel"])
             differences = _executor.differences(predicted, result)
             if differences:
                 self.module.warn(f"the engine's answers differ from the plan (another client changed images during "
                                  f"the run, or the model missed a case): {differences}")
-            return result
+            return _selection.annotate(result, snapshot, requests, self.kept)
         finally:
             client.close()
 
@@ -349,6 +460,7 @@ def main():
         prune=dict(type="bool", default=True),
         containers=dict(type="str", default="fail", choices=["fail", "skip", "remove"]),
         parallel=dict(type="int", default=4),
+        **_selection.SELECTION_ARGUMENT_SPEC,
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     try:

@@ -147,3 +147,141 @@ def test_all_matches_docker_image_prune_a(clean_engine, images, cli_filters, fil
         assert gone <= ours
     else:
         assert ours == gone
+
+
+# -- acceptance through janitor.docker.image_remove -------------------------------------------------------------
+def _comparable(result):
+    return {k: v for k, v in result.items() if k not in ("prediction_notes", "warnings", "invocation")}
+
+
+def check_real_rerun(engine, args):
+    """Check mode (changes nothing), the real run (same result), a rerun (no change); returns the real result."""
+    from tests.harness.ansible_runner import run_module
+
+    full = {"docker_host": engine.url, **args}
+    before = engine.state()
+    check = run_module("image_remove", full, check_mode=True)
+    assert not check.failed, check
+    assert engine.state() == before, "check mode changed the engine"
+    real = run_module("image_remove", full)
+    assert not real.failed, real
+    assert _comparable(check) == _comparable(real), f"check mode:\n{check}\nreal run:\n{real}"
+    rerun = run_module("image_remove", full)
+    assert not rerun.failed, rerun
+    assert rerun["changed"] is False, rerun
+    assert not rerun["deleted"] and not rerun["untagged"]
+    return real
+
+
+def entry(result, image_id):
+    return next(e for e in result["images"] if e["id"] == image_id)
+
+
+def tags_left(engine):
+    return sorted(t for refs in engine.state()["images"].values() for t in refs if "@" not in t)
+
+
+def test_dangling_after_rebuilding_a_tag(clean_engine, images):
+    old = images.scratch("sel-rebuild-1", tag="rebuilt:1")
+    new = images.scratch("sel-rebuild-2", tag="rebuilt:1")
+    kept = images.simple("other:1")
+    result = check_real_rerun(clean_engine, {"filters": {"dangling": True}})
+    assert result["changed"] is True
+    assert old in result["deleted"] and new not in result["deleted"] and kept not in result["deleted"]
+    assert entry(result, old)["rule"] == "filters" and entry(result, old)["action"] == "deleted"
+    assert result["space_reclaimed"] > 0
+    assert set(clean_engine.state()["images"]) >= {new, kept}
+    assert old not in clean_engine.state()["images"]
+
+
+def test_reference_globs_over_several_repositories(clean_engine, images):
+    ids = images.load([
+        ImageSpec(["app:1"], "sel-r-a1"), ImageSpec(["app:2"], "sel-r-a2"),
+        ImageSpec(["app:3", "keep/app:3"], "sel-r-a3"),
+        ImageSpec(["web:1"], "sel-r-w1"), ImageSpec(["web:2"], "sel-r-w2"), ImageSpec(["db:1"], "sel-r-d1"),
+    ])
+    a1, a2, a3, w1, w2, d1 = ids
+    result = check_real_rerun(clean_engine, {"filters": {"reference": ["app:*", "web:1"]}})
+    assert {a1, a2, w1} <= set(result["deleted"]) and a3 not in result["deleted"]
+    assert "app:3" in result["untagged"] and "keep/app:3" not in result["untagged"]
+    assert entry(result, a3)["action"] == "untagged" and entry(result, a3)["given"] == "reference=app:*"
+    assert tags_left(clean_engine) == ["db:1", "keep/app:3", "web:2"]
+    assert set(clean_engine.state()["images"]) == {a3, w2, d1}
+
+
+def test_labels_with_and_without_values_and_label_not(clean_engine, images):
+    web, web_team, db, plain = images.load([
+        ImageSpec(["l:web"], "sel-l1", {"tier": "web"}), ImageSpec(["l:webteam"], "sel-l2", {"tier": "web", "team": "x"}),
+        ImageSpec(["l:db"], "sel-l3", {"tier": "db"}), ImageSpec(["l:plain"], "sel-l4"),
+    ])
+    result = check_real_rerun(clean_engine, {"filters": {"label": ["tier=web", "team"]}})
+    assert result["deleted"] == [web_team]
+    result = check_real_rerun(clean_engine, {"filters": {"label": "tier=web"}})
+    assert result["deleted"] == [web]
+    result = check_real_rerun(clean_engine, {"filters": {"label!": "tier"}})
+    assert result["deleted"] == [plain]
+    result = check_real_rerun(clean_engine, {"filters": {"label": "tier"}})
+    assert result["deleted"] == [db]
+    assert clean_engine.state()["images"] == {}
+
+
+def test_before_and_since_on_a_chain_made_in_order(clean_engine, images):
+    ids = images.load([ImageSpec([f"chain:{i}"], f"sel-c{i}", {}, T0 + timedelta(hours=i)) for i in range(5)])
+    result = check_real_rerun(clean_engine, {"filters": {"since": "chain:0", "before": "chain:3"}})
+    assert result["deleted"] == sorted(ids[1:3])
+    result = check_real_rerun(clean_engine, {"filters": {"before": ids[4]}})
+    assert result["deleted"] == sorted([ids[0], ids[3]])
+    assert set(clean_engine.state()["images"]) == {ids[4]}
+
+
+def test_until_on_images_of_different_ages(clean_engine, images):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    ages = [1, 5, 20, 40]
+    ids = images.load([ImageSpec([f"aged:{d}d"], f"sel-u{d}", {}, now - timedelta(days=d)) for d in ages])
+    result = check_real_rerun(clean_engine, {"filters": {"until": "10d"}})
+    assert result["deleted"] == sorted(ids[2:])
+    stamp = (now - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result = check_real_rerun(clean_engine, {"filters": {"until": stamp}})
+    assert result["deleted"] == [ids[1]]
+    assert tags_left(clean_engine) == ["aged:1d"]
+
+
+def test_exclude_protects_an_image_every_filter_selects(clean_engine, images):
+    protected, other = images.load([
+        ImageSpec(["prot:1"], "sel-p1", {"tier": "web"}, T0), ImageSpec(["prot:2"], "sel-p2", {"tier": "web"}, T0),
+    ])
+    images.simple("newest:1", created=T0 + timedelta(days=30))
+    filters = {"reference": "prot*", "label": "tier=web", "until": "1d", "before": "newest:1", "dangling": False}
+    result = check_real_rerun(clean_engine, {"filters": filters, "exclude": ["prot:1"], "images": ["prot:1"]})
+    assert result["deleted"] == [other]
+    kept = entry(result, protected)
+    assert kept["action"] == "kept" and kept["reason"] == "excluded" and kept["by"] == "prot:1"
+    assert "prot:1" in tags_left(clean_engine)
+    for name in ("all", "keep"):
+        args = {"all": True} if name == "all" else {"filters": {"dangling": False}, "keep_latest": 0}
+        result = check_real_rerun(clean_engine, {**args, "exclude": [protected[7:19], "newest"]})
+        assert protected in clean_engine.state()["images"]
+
+
+def test_keep_latest_two_of_five_versions(clean_engine, images):
+    ids = images.load([ImageSpec([f"svc:{i}"], f"sel-k{i}", {}, T0 + timedelta(days=i)) for i in range(1, 6)])
+    other = images.simple("tool:1", created=T0)
+    result = check_real_rerun(clean_engine, {"filters": {"reference": "svc"}, "keep_latest": 2})
+    assert result["deleted"] == sorted(ids[:3])
+    for image_id in ids[3:]:
+        kept = entry(result, image_id)
+        assert kept["action"] == "kept" and kept["reason"] == "keep_latest" and kept["repository"] == "svc"
+    assert tags_left(clean_engine) == ["svc:4", "svc:5", "tool:1"]
+    assert other in clean_engine.state()["images"]
+
+
+def test_all_next_to_a_container_held_image(clean_engine, images):
+    busybox = images.busybox_image("sel-busybox:1")
+    container = images.stopped_container(busybox)
+    unused = images.load([ImageSpec(["unused:1"], "sel-all-1"), ImageSpec([], "sel-all-dangling")])
+    result = check_real_rerun(clean_engine, {"all": True})
+    assert set(unused) <= set(result["deleted"]) and busybox not in result["deleted"]
+    kept = entry(result, busybox)
+    assert kept["action"] == "kept" and kept["reason"] == "container" and kept["containers"] == [container]
+    assert clean_engine.state()["containers"] == {container: busybox}
+    assert tags_left(clean_engine) == ["sel-busybox:1"]
