@@ -1,0 +1,94 @@
+"""The playbooks the benchmark runs, written as text (every list inline, as a user would write it).
+
+The engine is given by ``DOCKER_HOST`` in the environment, which janitor.docker and community.docker both read,
+so the same playbook works after every restart of the engine.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from imageset import SET_LABEL, ImageSet
+
+TASK = "bench"
+
+_HEAD = """---
+- name: Benchmark
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+"""
+
+
+def _flow(values) -> str:
+    """A YAML flow sequence (JSON is valid YAML)."""
+    return json.dumps(list(values))
+
+
+def janitor_list(image_set: ImageSet) -> str:
+    return _HEAD + f"""    - name: {TASK}
+      janitor.docker.image_remove:
+        images: {_flow(image_set.references)}
+        containers: remove
+"""
+
+
+def janitor_filter() -> str:
+    # a label filter selects whole images by ID; some are tagged in two repositories, which needs force
+    return _HEAD + f"""    - name: {TASK}
+      janitor.docker.image_remove:
+        filters:
+          label: {SET_LABEL}
+        force: true
+        containers: remove
+"""
+
+
+def noop() -> str:
+    return _HEAD + f"""    - name: {TASK}
+      ansible.builtin.ping:
+"""
+
+
+def community_loop(image_set: ImageSet) -> str:
+    return _HEAD + f"""    - name: containers
+      community.docker.docker_container:
+        name: "{{{{ item }}}}"
+        state: absent
+      loop: {_flow(image_set.containers)}
+    - name: {TASK}
+      community.docker.docker_image_remove:
+        name: "{{{{ item }}}}"
+      loop: {_flow(image_set.references)}
+"""
+
+
+def community_prune() -> str:
+    return _HEAD + f"""    - name: {TASK}
+      community.docker.docker_prune:
+        containers: true
+        containers_filters:
+          label: {SET_LABEL}
+        images: true
+        images_filters:
+          label: {SET_LABEL}
+          dangling: false
+"""
+
+
+def write_all(folder: Path, image_set: ImageSet) -> dict:
+    texts = {
+        "janitor_list": janitor_list(image_set),
+        "janitor_filter": janitor_filter(),
+        "noop": noop(),
+        "community_loop": community_loop(image_set),
+        "community_prune": community_prune(),
+    }
+    paths = {}
+    for name, text in texts.items():
+        path = folder / f"{name}.yml"
+        path.write_text(text, encoding="utf-8")
+        paths[name] = path
+    return paths
