@@ -95,6 +95,8 @@ def _storage(storage) -> dict:
         return {"checked": bool(checked and storage), "highest_severity": None, "findings": []}
     findings = _sort_findings([_finding(f) for f in _items(storage.get("findings"))])
     highest = storage.get("highest_severity")
+    if str(highest or "").lower() in ("", "none", "null"):
+        highest = None
     if not highest and findings:
         highest = findings[0]["severity"]
     return {"checked": True, "highest_severity": str(highest) if highest else None, "findings": findings}

@@ -137,8 +137,8 @@ def test_real_run_removes_what_the_rules_say(runs, fleet):
     ids = fleet["ids"]
     after = runs["after_real"]
     for host in ("alpha", "bravo"):
-        assert ids[host]["web1"] not in after[host]["images"]
-        assert ids[host]["dangling"] not in after[host]["images"]
+        assert ids[host]["web1"] not in after[host]["images"], runs["real"].stdout
+        assert ids[host]["dangling"] not in after[host]["images"], runs["real"].stdout
         assert after[host]["images"][ids[host]["web2"]] == ["shop/web:2", "shop/web:stable"]
     assert ids["alpha"]["old"] in after["alpha"]["images"]  # used by a container: skipped
     assert ids["bravo"]["old"] not in after["bravo"]["images"]
@@ -214,3 +214,28 @@ def test_killed_daemon_and_unreachable_host_do_not_stop_the_others(runs, fleet):
     per_host = {h["host"]: h for h in report["per_host"]}
     assert per_host["alpha"]["status"] == "ok" and per_host["alpha"]["counts"]["deleted"] == 1
     assert "| delta | failed |" in markdown
+
+
+CONNECTION_PLAY = """
+- name: Connection settings, play level and role level
+  hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/janitor.docker.docker:
+      docker_host: unix:///tmp/jd-no-such-daemon-play.sock
+  roles:
+    - role: janitor.docker.image_cleanup
+      vars:
+        image_cleanup_timeout: 3
+"""
+
+
+@pytest.mark.parametrize("role_host", [None, "unix:///tmp/jd-no-such-daemon-role.sock"])
+def test_connection_settings_layer_over_the_play_module_defaults(tmp_path, role_host):
+    """Unset role variables leave the play's group module_defaults alone; set ones override that option only."""
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(CONNECTION_PLAY)
+    run = run_playbook(playbook, extra_vars={"image_cleanup_docker_host": role_host} if role_host else None)
+    assert run.rc == 2
+    error = run.task(TASK + "Read the storage facts and findings", "localhost")["msg"]
+    assert (role_host or "unix:///tmp/jd-no-such-daemon-play.sock") in error

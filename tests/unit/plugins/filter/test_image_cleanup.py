@@ -1,0 +1,117 @@
+"""The filters behind the role image_cleanup: host summary, fleet report, output lines (no engine)."""
+
+from __future__ import annotations
+
+import copy
+
+from ansible_collections.janitor.docker.plugins.filter import image_cleanup as f
+
+RULES = [{"name": "old", "images": ["a:1", "b:1"]}, {"name": "dangling", "filters": {"dangling": True}}]
+
+
+def _rule_result(**kw):
+    result = {"changed": True, "untagged": [], "deleted": [], "skipped": [], "not_found": [],
+              "containers_removed": [], "space_reclaimed": 0, "failed": False}
+    result.update(kw)
+    return result
+
+
+def _host(host, storage=None, results=None, failure=None, dry_run=False, rules=RULES):
+    return f.image_cleanup_host_summary({
+        "host": host, "dry_run": dry_run, "rules": rules,
+        "storage": storage if storage is not None else {"findings": [], "highest_severity": None},
+        "rule_results": {"results": results} if results is not None else {"skipped": True},
+        "failure": failure or {},
+    })
+
+
+def test_host_summary_counts_and_sorts():
+    summary = _host("h1", results=[
+        _rule_result(untagged=["b:1", "a:1"], deleted=["sha256:bb", "sha256:aa"], space_reclaimed=300,
+                     skipped=[{"image": "sha256:cc", "references": ["z:1", "c:1"], "reason": "container",
+                               "containers": ["c2", "c1"]}], not_found=["gone:1"]),
+        _rule_result(changed=False),
+    ])
+    assert summary["status"] == "ok" and summary["changed"] is True and summary["error"] is None
+    assert summary["untagged"] == ["a:1", "b:1"]
+    assert summary["deleted"] == ["sha256:aa", "sha256:bb"]
+    assert summary["totals"] == {"untagged": 2, "deleted": 2, "skipped": 1, "not_found": 1,
+                                 "containers_removed": 0, "space_reclaimed": 300}
+    assert summary["skipped"] == [{"image": "sha256:cc", "references": ["c:1", "z:1"], "reason": "container",
+                                   "containers": ["c1", "c2"], "rule": "old"}]
+    assert summary["not_found"] == [{"rule": "old", "image": "gone:1"}]
+    assert [r["status"] for r in summary["rules"]] == ["ok", "ok"]
+
+
+def test_rules_not_run_when_storage_check_failed():
+    storage = {"findings": [{"id": "devicemapper_loop_lvm", "severity": "critical", "message": "loop", "remedy": "x"},
+                            {"id": "x", "severity": "info", "message": "i", "remedy": ""}],
+               "highest_severity": "critical"}
+    summary = _host("h", storage=storage,
+                    failure={"task": "Fail on storage findings", "result": {"failed": True, "msg": "critical"}})
+    assert summary["status"] == "failed"
+    assert summary["error"] == {"task": "Fail on storage findings", "message": "critical"}
+    assert [r["status"] for r in summary["rules"]] == ["not run", "not run"]
+    assert summary["storage"]["highest_severity"] == "critical"
+    assert [x["severity"] for x in summary["storage"]["findings"]] == ["critical", "info"]
+
+
+def test_failed_loop_item_message_names_the_rule():
+    results = [_rule_result(), {"failed": True, "msg": "boom", "_ansible_item_label": "dangling"}]
+    failure = {"task": "Apply each cleanup rule", "result": {"failed": True, "msg": "One or more items failed",
+                                                               "results": results}}
+    summary = _host("h", results=results, failure=failure)
+    assert summary["error"]["message"] == "dangling: boom"
+    assert summary["rules"][1]["status"] == "failed" and summary["rules"][1]["error"] == "boom"
+
+
+def test_storage_check_skipped():
+    summary = _host("h", storage={"skipped": True, "changed": False})
+    assert summary["storage"] == {"checked": False, "highest_severity": None, "findings": []}
+    assert f.image_cleanup_summary_lines(summary)[0] == "storage: not checked"
+
+
+def test_fleet_report_is_sorted_and_totals_add_up():
+    storage = {"findings": [{"id": "w", "severity": "warning", "message": "m", "remedy": "r"}]}
+    crit = {"findings": [{"id": "c", "severity": "critical", "message": "m", "remedy": "r"}]}
+    h2 = _host("h2", storage=storage, results=[_rule_result(deleted=["sha256:1"], space_reclaimed=10),
+                                                _rule_result(changed=False)])
+    h1 = _host("h1", storage=crit, failure={"task": "t", "result": {"msg": "bad"}})
+    report = f.image_cleanup_fleet_report([h2, h1, {}], ["h2", "h1", "h3"], dry_run=True, generated_at="now")
+    assert report["dry_run"] is True and report["generated_at"] == "now"
+    assert report["hosts"] == {"total": 3, "ok": 1, "failed": 2, "changed": 1, "names": ["h1", "h2", "h3"]}
+    assert [h["host"] for h in report["per_host"]] == ["h1", "h2", "h3"]
+    assert report["totals"]["deleted"] == 1 and report["totals"]["space_reclaimed"] == 10
+    assert [(x["host"], x["severity"]) for x in report["findings"]] == [("h1", "critical"), ("h2", "warning")]
+    assert report["findings_by_severity"] == {"critical": 1, "warning": 1, "info": 0}
+    assert report["failed_hosts"] == [{"host": "h1", "task": "t", "error": "bad"},
+                                      {"host": "h3", "task": None, "error": f.NO_RESULT}]
+
+
+def test_dry_run_and_real_reports_differ_only_in_the_mark():
+    results = [_rule_result(untagged=["a:1"], deleted=["sha256:1"]), _rule_result(changed=False)]
+    dry = f.image_cleanup_fleet_report([_host("h", results=copy.deepcopy(results), dry_run=True)], ["h"],
+                                       dry_run=True, generated_at="t1")
+    real = f.image_cleanup_fleet_report([_host("h", results=results)], ["h"], dry_run=False, generated_at="t2")
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("dry_run", "generated_at")}  # noqa: E731
+    assert strip(dry) == strip(real)
+
+
+def test_lines():
+    lines = f.image_cleanup_finding_lines([
+        {"id": "i", "severity": "info", "message": "fine", "remedy": ""},
+        {"id": "c", "severity": "critical", "message": "loop", "remedy": "direct-lvm"},
+    ])
+    assert lines == ["[CRITICAL] c: loop -- remedy: direct-lvm", "[INFO] i: fine"]
+    summary = _host("h", dry_run=True, results=[_rule_result(deleted=["sha256:1"], space_reclaimed=2_500_000),
+                                                 _rule_result(changed=False)])
+    text = f.image_cleanup_summary_lines(summary)
+    assert text[0].startswith("DRY RUN")
+    assert "rule 'old': untagged 0, deleted 1, skipped 0, not found 0, containers removed 0, " \
+           "space reclaimed 2.5 MB" in text
+    assert f.image_cleanup_summary_lines({}) == ["no summary"]
+
+
+def test_filter_module_lists_the_filters():
+    assert sorted(f.FilterModule().filters()) == ["image_cleanup_finding_lines", "image_cleanup_fleet_report",
+                                                  "image_cleanup_host_summary", "image_cleanup_summary_lines"]
