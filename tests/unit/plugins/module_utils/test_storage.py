@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.janitor.docker.plugins.module_utils import _storage
 from ansible_collections.janitor.docker.plugins.module_utils._engine import JanitorError
@@ -754,3 +756,50 @@ def test_non_regular_and_missing_files(tmp_path):
     assert record["exists"] and not record["measured"] and record["reason"] == "not a regular file"
     record = _storage.measure_file(str(tmp_path / "missing"), [str(tmp_path)])
     assert not record["exists"] and record["reason"] == "does not exist on this host"
+
+
+# ------------------------------------------------------------------------------------------------- properties
+
+_STATUS_KEYS = ["Pool Name", "Pool Blocksize", "Base Device Size", "Backing Filesystem", "Data file", "Metadata file",
+                "Data loop file", "Metadata loop file", "Data Space Used", "Data Space Total", "Data Space Available",
+                "Metadata Space Used", "Metadata Space Total", "Metadata Space Available",
+                "Thin Pool Minimum Free Space", "Udev Sync Supported", "Deferred Removal Enabled",
+                "Deferred Deletion Enabled", "Deferred Deleted Device Count", "Library Version"]
+_values = st.one_of(
+    st.builds(lambda n, u, sp: f"{n}{sp}{u}", st.decimals(min_value=0, max_value=999, places=3).map(str),
+              st.sampled_from(["B", "kB", "KB", "MB", "GB", "TB"]), st.sampled_from(["", " "])),
+    st.sampled_from(["true", "false", "0", "12", "", "/dev/loop0", "/dev/sdb", "docker-thinpool",
+                     "docker-8:1-99-pool", "/var/lib/docker/devicemapper/devicemapper/data",
+                     "1.02.135-RHEL7 (2016-11-16)"]),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(status=st.lists(st.tuples(st.sampled_from(_STATUS_KEYS), _values), unique_by=lambda p: p[0]),
+       version=st.sampled_from([None, "1.13.1", "17.03.1-ce", "18.09.7", "24.0.7", "25.0.0"]),
+       modern=st.booleans())
+def test_text_and_json_forms_always_agree(status, version, modern):
+    """Any driver status printed the way docker info prints it parses to the same report as its JSON."""
+    pad = " " if modern else ""
+    lines = ["Server:"] if modern else []
+    if version:
+        lines.append(f"{pad}Server Version: {version}")
+    lines.append(f"{pad}Storage Driver: devicemapper")
+    lines += [f"{pad} {key}: {value}".rstrip() if value else f"{pad} {key}:" for key, value in status]
+    lines.append(f"{pad}Logging Driver: json-file")
+    as_json = json.dumps({"Driver": "devicemapper", "ServerVersion": version,
+                          "DriverStatus": [list(pair) for pair in status]})
+    from_text, from_json = analyse_text("\n".join(lines) + "\n"), analyse_text(as_json)
+    assert from_text == from_json
+    assert from_text["storage"]["devicemapper"]["mode"] in ("loop-lvm", "direct-lvm", "unknown")
+    ranks = [("critical", "warning", "info").index(f["severity"]) for f in from_text["findings"]]
+    assert ranks == sorted(ranks)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.decimals(min_value=0, max_value=10 ** 6, places=4), st.sampled_from(list(_storage._DECIMAL_UNITS)[2:]),
+       st.sampled_from(["", " "]))
+def test_parse_size_matches_exact_decimal(number, unit, space):
+    text = f"{number}{space}{unit.upper() if unit != 'k' else 'k'}B"
+    expected = int((number * _storage._DECIMAL_UNITS[unit]).to_integral_value())
+    assert _storage.parse_size(text) == expected
