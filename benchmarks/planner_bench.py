@@ -20,10 +20,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-COLLECTIONS = REPO / ".cache" / "collections"
-for path in (str(COLLECTIONS), str(REPO)):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
 
 def _id(kind: str, i: int) -> str:
@@ -109,6 +105,8 @@ def run(images: int = 10_000, containers: int = 5_000, repeat: int = 3, budget: 
 
 if __name__ == "__main__":
     import json
+
+    sys.path.insert(0, str(REPO / ".cache" / "collections"))
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     c = int(sys.argv[2]) if len(sys.argv) > 2 else n // 2

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import pstats
+import resource
 import subprocess
 import sys
 import tempfile
@@ -31,8 +32,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 CACHE = Path(os.environ.get("JANITOR_CACHE_DIR", REPO / ".cache"))
-COLLECTIONS = CACHE / "collections"
-for _path in (str(BENCH), str(COLLECTIONS), str(REPO)):
+COLLECTIONS = CACHE / "collections"  # the working tree, linked as `make link` does; --commit uses an export
+for _path in (str(BENCH), str(REPO)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
@@ -62,12 +63,37 @@ def module_python() -> str:
                                                                  else sys.executable)
 
 
-def ensure_collection_link() -> None:
-    """ansible-playbook imports the collection from .cache/collections (as `make link` does)."""
-    target = COLLECTIONS / "ansible_collections" / "janitor" / "docker"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(REPO)
+def use_collection(commit: str | None) -> dict:
+    """Where ansible-playbook and the in-process runs import janitor.docker from; returns the source described.
+
+    Without ``commit``: the working tree, through .cache/collections (as `make link` makes it). With ``commit``: an
+    export of that commit under .cache/bench-src, so edits made in the working tree during a long run do not
+    change what is measured.
+    """
+    global COLLECTIONS  # pylint: disable=global-statement
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=False).stdout.strip()
+    if commit:
+        sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", commit], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        root = CACHE / "bench-src" / sha[:12]
+        target = root / "ansible_collections" / "janitor" / "docker"
+        if not target.exists():
+            target.mkdir(parents=True)
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", sha], capture_output=True, check=True)
+            subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+        COLLECTIONS = root
+        source = {"source": "commit", "commit": sha}
+    else:
+        target = COLLECTIONS / "ansible_collections" / "janitor" / "docker"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(REPO)
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "plugins"],
+                               capture_output=True, text=True, check=False).stdout.strip()
+        source = {"source": "working tree", "commit": head, "plugins_modified": bool(dirty)}
+    sys.path.insert(0, str(COLLECTIONS))
+    return source
 
 
 def ensure_bench_venv() -> Path:
@@ -88,7 +114,7 @@ def ensure_bench_venv() -> Path:
 def community_version(ansible_playbook: Path) -> dict:
     py = ansible_playbook.parent / "python"
     code = ("import json, importlib.metadata as m, pathlib, ansible_collections.community.docker as d;"
-            "p = pathlib.Path(d.__file__).parent / 'MANIFEST.json';"
+            "p = pathlib.Path(list(d.__path__)[0]) / 'MANIFEST.json';"
             "print(json.dumps({'ansible': m.version('ansible'), 'ansible-core': m.version('ansible-core'),"
             "'community.docker': json.loads(p.read_text())['collection_info']['version']}))")
     out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=False)
@@ -139,7 +165,7 @@ class Runner:
         env = ansible_env({
             "DOCKER_HOST": self.engine.url,
             "ANSIBLE_PYTHON_INTERPRETER": module_python(),
-            "ANSIBLE_COLLECTIONS_PATH": os.environ.get("ANSIBLE_COLLECTIONS_PATH", str(COLLECTIONS)),
+            "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
             "ANSIBLE_DEPRECATION_WARNINGS": "0",
         })
         for key in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_TLS", "DOCKER_API_VERSION"):
@@ -159,14 +185,16 @@ class Runner:
         binary = self.community_playbook if community else self.ours
         cmd = [str(binary), "-i", "localhost,", str(playbook)] + (["--check"] if check else [])
         env = self.env(extra)
+        cpu_before = _children_cpu()
         started = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
         seconds = time.perf_counter() - started
+        cpu = _children_cpu() - cpu_before
         records = []
         if results_file.exists():
             records = [json.loads(line) for line in results_file.read_text().splitlines() if line.strip()]
         task = [r for r in records if r["task"] == playbooks.TASK]
-        summary = {"seconds": seconds, "rc": proc.returncode}
+        summary = {"seconds": seconds, "rc": proc.returncode, "cpu_seconds": cpu}
         if task:
             summary["result"] = summarize(task[-1]["result"])
         if proc.returncode != 0:
@@ -175,17 +203,24 @@ class Runner:
 
     def docker_rmi(self, image_set: imageset.ImageSet) -> dict:
         env = self.engine.env()
+        cpu_before = _children_cpu()
         started = time.perf_counter()
         rm = subprocess.run(["docker", "-H", self.engine.url, "rm", *image_set.containers], capture_output=True,
                             text=True, env=env, check=False)
         rmi = subprocess.run(["docker", "-H", self.engine.url, "rmi", *image_set.references], capture_output=True,
                              text=True, env=env, check=False)
         seconds = time.perf_counter() - started
-        out = {"seconds": seconds, "rc": rmi.returncode or rm.returncode,
+        out = {"seconds": seconds, "rc": rmi.returncode or rm.returncode, "cpu_seconds": _children_cpu() - cpu_before,
                "result": {"untagged": rmi.stdout.count("Untagged:"), "deleted": rmi.stdout.count("Deleted:")}}
         if out["rc"]:
             out["error"] = (rm.stderr + rmi.stderr)[-1500:]
         return out
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes (the client side; the engine is not a child)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def summarize(result: dict) -> dict:
@@ -208,7 +243,8 @@ def summarize(result: dict) -> dict:
 
 def record(rows: dict, key: str, sample: dict, leftovers: dict | None = None) -> None:
     row = rows.setdefault(key, {"samples": []})
-    entry = {"seconds": round(sample["seconds"], 4), "rc": sample["rc"]}
+    entry = {"seconds": round(sample["seconds"], 4), "rc": sample["rc"],
+             "cpu_seconds": round(sample.get("cpu_seconds", 0.0), 4)}
     if leftovers is not None:
         entry["left"] = leftovers
     for extra in ("result", "error"):
@@ -416,6 +452,8 @@ def parse_args(argv=None):
     parser.add_argument("--no-profile", action="store_true", help="skip the in-process profile at the largest N")
     parser.add_argument("--on-disk", action="store_true", help="engine data-root under /tmp instead of /dev/shm")
     parser.add_argument("--output", type=Path, default=None, help="results JSON path")
+    parser.add_argument("--commit", default=None,
+                        help="measure this commit (exported to .cache/bench-src) instead of the working tree")
     args = parser.parse_args(argv)
     sizes = args.sizes or ("20" if args.smoke else "200,1000")
     args.sizes = [int(x) for x in sizes.split(",") if x.strip()]
@@ -430,11 +468,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    ensure_collection_link()
+    source = use_collection(args.commit)
     community_playbook = None if args.no_community else ensure_bench_venv()
     results = {
         "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "smoke": args.smoke, "repeat": args.repeat, "machine": machine(),
+        "smoke": args.smoke, "repeat": args.repeat, "machine": machine(), "janitor_docker": source,
         "community": community_version(community_playbook) if community_playbook else None,
         "sizes": {},
     }
