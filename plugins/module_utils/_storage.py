@@ -367,18 +367,19 @@ def _under(path, root):
 def measure_file(path, allowed_roots):
     """Apparent and allocated size of a devicemapper loop file, read with ``lstat``.
 
-    Only a regular file under one of ``allowed_roots`` (the daemon's root directory) is measured; symbolic links are
-    never followed, neither the file itself nor a directory on the way that leads out of the root. ``reason`` says
-    why a file was not measured.
+    Only a regular file under one of ``allowed_roots`` (the devicemapper directory of the daemon's root directory,
+    where the daemon keeps its loop files) is measured; nothing outside is even looked at, so a crafted
+    ``docker_info`` cannot be used to probe other files. Symbolic links are never followed, neither the file itself
+    nor a directory on the way that leads out of the allowed directory. ``reason`` says why a file was not measured.
     """
     record = {"path": path, "exists": False, "measured": False, "apparent_size": None, "allocated_size": None,
               "reason": None}
     if not path or not os.path.isabs(path) or os.path.normpath(path) != path:
         record["reason"] = "not an absolute, normalised path"
         return record
-    roots = [os.path.normpath(r) for r in allowed_roots if r and os.path.isabs(r)]
+    roots = [os.path.normpath(r) for r in allowed_roots if r and os.path.isabs(r) and os.path.normpath(r) != os.sep]
     if not any(_under(path, root) for root in roots):
-        record["reason"] = f"outside the daemon's root directory ({', '.join(roots)}): not looked at"
+        record["reason"] = f"outside {', '.join(roots)}, where the daemon keeps its loop files: not looked at"
         return record
     try:
         st = os.lstat(path)
@@ -394,7 +395,7 @@ def measure_file(path, allowed_roots):
         return record
     real = os.path.realpath(path)
     if not any(_under(real, os.path.realpath(root)) for root in roots):
-        record["reason"] = f"a symbolic link on the way leads outside the daemon's root directory (to {real})"
+        record["reason"] = f"a symbolic link on the way leads outside {', '.join(roots)} (to {real})"
         return record
     if not stat.S_ISREG(st.st_mode):
         record["reason"] = "not a regular file"
@@ -523,7 +524,8 @@ def _devicemapper_mode(info, data_file, data_loop, pool_name):
 def _storage_model(info, daemon_json, sysconfig, source):
     driver = info.driver
     supports_d_type = parse_bool(info.status("Supports d_type"))
-    roots = [info.docker_root_dir or DEFAULT_DOCKER_ROOT]
+    # loop files live in <root>/devicemapper/devicemapper (or <root>/devicemapper with some packages)
+    roots = [os.path.join(info.docker_root_dir or DEFAULT_DOCKER_ROOT, "devicemapper")]
     storage = {
         "source": source,
         "driver": driver,

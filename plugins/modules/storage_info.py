@@ -25,9 +25,10 @@ description:
     support; a storage driver in the configuration files that differs from the running one (the daemon would switch
     at its next restart); storage settings in both configuration files; an invalid C(daemon.json)."
   - For devicemapper loop files that exist on the host the module reports their apparent size and the space they
-    really take on disk. It only looks at regular files under the daemon's root directory (C(Docker Root Dir),
-    V(/var/lib/docker) when unknown) and never follows a symbolic link, neither the file itself nor a directory on
-    the way that leads out of the root directory; other paths are reported with the reason they were not measured.
+    really take on disk. It only looks at regular files in the C(devicemapper) directory of the daemon's root
+    directory (C(Docker Root Dir), V(/var/lib/docker) when unknown), where the daemon keeps them, and never follows
+    a symbolic link, neither the file itself nor a directory on the way that leads out of that directory; other
+    paths are reported with the reason they were not measured, without being looked at.
   - The module only reads; it never changes the daemon or a file.
 author:
   - janitor.docker developers (@janitor-docker)

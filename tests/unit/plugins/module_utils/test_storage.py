@@ -711,6 +711,9 @@ def test_loop_files_measured_through_analyse(tmp_path):
     files = report["storage"]["devicemapper"]["loop_files"]
     assert [(f["role"], f["apparent_size"]) for f in files] == [("data", 1_000_000_000), ("metadata", 2_000_000_000)]
     assert all(f["measured"] for f in files)
+    # a file in the root directory but not in its devicemapper directory is not looked at
+    elsewhere = analyse_text(text.replace(str(data), str(root / "data")))["storage"]["devicemapper"]["loop_files"][0]
+    assert elsewhere["path"] == str(root / "data") and not elsewhere["measured"] and "not looked at" in elsewhere["reason"]
     assert "on disk" in report["findings"][0]["message"] and str(data) in report["findings"][0]["message"]
     assert files[0]["allocated_size"] >= written
 
@@ -721,7 +724,9 @@ def test_loop_file_outside_root_is_not_looked_at(tmp_path):
     record = _storage.measure_file(str(outside), [str(tmp_path / "docker")])
     assert record == {"path": str(outside), "exists": False, "measured": False, "apparent_size": None,
                       "allocated_size": None, "reason": record["reason"]}
-    assert "outside the daemon's root directory" in record["reason"]
+    assert "where the daemon keeps its loop files: not looked at" in record["reason"]
+    # the root directory itself can never be the whole file system
+    assert "not looked at" in _storage.measure_file(str(outside), ["/"])["reason"]
     for bad in ("relative/data", str(tmp_path / "docker" / ".." / "elsewhere" / "data"), ""):
         assert _storage.measure_file(bad, [str(tmp_path / "docker")])["reason"] == "not an absolute, normalised path"
 
