@@ -1,0 +1,393 @@
+"""janitor.docker.image_remove against the private engines (legacy, classic, containerd).
+
+Every scenario runs check mode first (which must change nothing and predict every result key), then the real run,
+then the real run again (which must report ``changed: false``). Where a test relies on an engine rule, the docker
+CLI's ``rmi`` on an identical state is the reference the module's ``untagged`` and ``deleted`` must equal.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from ansible_collections.janitor.docker.plugins.module_utils._planner import RESULT_KEYS
+from tests.harness.ansible_runner import run_module, run_playbook
+from tests.harness.images import ImageSpec
+
+CONTENT = "janitor image_remove "
+
+
+# -- helpers -----------------------------------------------------------------------------------------------------
+def module(engine, images, check=False, **options):
+    return run_module("image_remove", {"docker_host": engine.url, "images": images, **options}, check_mode=check)
+
+
+def check_then_run(engine, images, **options):
+    """Check mode, real run, second real run; check mode must equal the real run on every key."""
+    before = engine.state()
+    check = module(engine, images, check=True, **options)
+    assert not check.failed, check
+    assert engine.state() == before, "check mode changed the engine"
+    real = module(engine, images, **options)
+    assert not real.failed, real
+    for key in RESULT_KEYS:
+        assert check[key] == real[key], (key, check[key], real[key])
+    again = module(engine, images, **options)
+    assert not again.failed, again
+    assert (again["changed"], again["untagged"], again["deleted"]) == (False, [], []), again
+    return real
+
+
+def cli_rmi(engine, *args):
+    """``docker rmi`` on the engine: (returncode, untagged, deleted, stderr)."""
+    proc = engine.cli("rmi", *args, check=False)
+    lines = proc.stdout.splitlines()
+    untagged = [line.split(": ", 1)[1] for line in lines if line.startswith("Untagged: ")]
+    deleted = [line.split(": ", 1)[1] for line in lines if line.startswith("Deleted: ")]
+    return proc.returncode, untagged, deleted, proc.stderr
+
+
+def roles(ids_by_role, values):
+    """Image IDs replaced by their role in the scenario, anything else (a layer chain ID) by ``layer``."""
+    names = {image_id: role for role, image_id in ids_by_role.items()}
+    return sorted(names.get(value, "layer") for value in values)
+
+
+def same_as_cli(engine, setup, images, cli_commands, **options):
+    """Run the module on ``setup()``'s state, then the CLI commands on a fresh identical state; compare."""
+    engine.reset()
+    ours_ids = setup()
+    result = check_then_run(engine, images(ours_ids) if callable(images) else images, **options)
+    engine.reset()
+    cli_ids = setup()
+    untagged, deleted, errors = [], [], []
+    for command in cli_commands:
+        if command[0] == "rm":
+            engine.cli("rm", *[cli_ids.get(arg, arg) for arg in command[1:]])
+            continue
+        rc, u, d, err = cli_rmi(engine, *[cli_ids.get(arg, arg) for arg in command])
+        untagged += u
+        deleted += d
+        if rc:
+            errors.append(err)
+    assert sorted(set(result["untagged"])) == sorted(set(untagged))
+    assert roles(ours_ids, set(result["deleted"]) | set(result["deleted_layers"])) == roles(cli_ids, set(deleted))
+    return result, errors, cli_ids
+
+
+def listed(engine, image_id):
+    """The image's references as the listing gives them (containerd adds <repo>@<id> digests)."""
+    for image in engine.api.images(all=True):
+        if image["Id"] == image_id:
+            return [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"] + [
+                d for d in image.get("RepoDigests") or [] if d != "<none>@<none>"]
+    return []
+
+
+def load(images, *tags, content="one"):
+    """A loaded image with fixed content (the same ID every time on the same engine)."""
+    return images.load([ImageSpec(list(tags), CONTENT + content)])[0]
+
+
+# -- reference forms -----------------------------------------------------------------------------------------------
+FORMS = [
+    ("docker.io/library/busybox:latest", {}, ["busybox:latest"]),
+    ("library/busybox", {}, ["busybox:latest"]),
+    ("busybox", {"tag": "1.36"}, ["busybox:1.36"]),
+    ("localhost:5000/team/app:1.2", {}, ["localhost:5000/team/app:1.2"]),
+    ("team/tool:v1", {}, ["team/tool:v1"]),
+]
+
+
+@pytest.mark.parametrize("value, options, untagged", FORMS, ids=[f[0] for f in FORMS])
+def test_reference_forms(clean_engine, images, value, options, untagged):
+    image = load(images, "busybox:latest", "busybox:1.36", "localhost:5000/team/app:1.2", "team/tool:v1")
+    result = check_then_run(clean_engine, [value], **options)
+    assert (result["changed"], result["untagged"], result["deleted"]) == (True, untagged, [])
+    assert [(entry["id"], entry["action"]) for entry in result["images"]] == [(image, "untagged")]
+    assert set(untagged).isdisjoint(clean_engine.state()["images"][image])
+
+
+@pytest.mark.parametrize("form", ["short", "prefix3", "full", "full-without-sha256"])
+def test_id_forms_delete_the_image(clean_engine, images, form):
+    image = load(images, "idform:1")
+    load(images, "other:1", content="other")
+    value = {"short": image[7:19], "prefix3": None, "full": image, "full-without-sha256": image[7:]}[form]
+    if value is None:
+        others = [i for i in clean_engine.state()["images"] if i != image]
+        length = next(n for n in range(3, 64) if all(not o[7:].startswith(image[7:7 + n]) for o in others))
+        value = image[7:7 + length]
+    result = check_then_run(clean_engine, [value])
+    assert (result["untagged"], result["deleted"]) == (["idform:1"], [image])
+    assert image not in clean_engine.state()["images"]
+
+
+def test_not_found_changes_nothing(clean_engine, images):
+    load(images, "present:1")
+    before = clean_engine.state()
+    result = check_then_run(clean_engine, ["absent:1", "fff999", "sha256:" + "0" * 64])
+    assert result["changed"] is False
+    assert result["not_found"] == ["absent:1", "fff999", "sha256:" + "0" * 64]
+    assert clean_engine.state() == before
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("", "empty reference"),
+    ("Upper/Case:1", "lower-case"),
+    ("app@sha256:1234", "malformed digest"),
+    ("ab", "too short"),
+    ("a//b:1", "malformed path component"),
+])
+def test_bad_input_fails_before_any_change(clean_engine, images, value, fragment):
+    load(images, "present:1")
+    before = clean_engine.state()
+    result = module(clean_engine, ["present:1", value])
+    assert result.failed and fragment in result["msg"] and repr(value) in result["msg"]
+    assert clean_engine.state() == before
+
+
+def test_bad_option_values_fail(clean_engine):
+    result = module(clean_engine, ["x"], containers="nuke")
+    assert result.failed and "nuke" in result["msg"]
+    result = module(clean_engine, ["x"], parallel=0)
+    assert result.failed and "parallel=0" in result["msg"]
+    result = module(clean_engine, ["x"], tag="bad tag")
+    assert result.failed and "'bad tag'" in result["msg"]
+
+
+# -- engine rules, the CLI as the reference ------------------------------------------------------------------------
+def test_three_tags_removed_tag_by_tag(clean_engine, images):
+    def setup():
+        return {"img": load(images, "three:a", "three:b", "other/three:c", content="three")}
+
+    steps = [(["three:a"], [], "untagged"), (["three:b"], [], "untagged"), (["other/three:c"], ["img"], "deleted")]
+    clean_engine.reset()
+    ids = setup()
+    for refs, deleted, action in steps:
+        result = check_then_run(clean_engine, refs)
+        assert result["untagged"] == refs and result["deleted"] == [ids[r] for r in deleted]
+        assert result["images"][0]["action"] == action
+    # the CLI on the same state says the same, step by step
+    clean_engine.reset()
+    setup()
+    for refs, deleted, _action in steps:
+        rc, untagged, cli_deleted, _err = cli_rmi(clean_engine, *refs)
+        assert rc == 0 and untagged == refs and roles(ids, cli_deleted).count("img") == len(deleted)
+    assert same_as_cli(clean_engine, setup, ["three:a", "three:b", "other/three:c"],
+                       [["three:a"], ["three:b"], ["other/three:c"]])[0]["deleted"]
+
+
+def test_two_repositories_by_id(clean_engine, images):
+    def setup():
+        return {"img": load(images, "repo-a:1", "repo-b:1", content="two repos")}
+
+    result, errors, ids = same_as_cli(clean_engine, setup, lambda ids: [ids["img"]], [["img"]])
+    assert result["changed"] is False and result["deleted"] == []
+    assert result["skipped"] == [{"image": ids["img"], "references": listed(clean_engine, ids["img"]),
+                                  "reason": "multiple_repositories", "containers": []}]
+    assert errors and "referenced in multiple repositories" in errors[0]
+    result, errors, ids = same_as_cli(clean_engine, setup, lambda ids: [ids["img"]], [["-f", "img"]], force=True)
+    assert errors == [] and result["untagged"] == ["repo-a:1", "repo-b:1"] and result["deleted"] == [ids["img"]]
+
+
+def test_digest_references_from_a_registry(clean_engine, images, registry):
+    def setup():
+        image = load(images, "app:src", content="pushed")
+        pushed = registry.push(clean_engine, image, "team/app", "1")
+        return {"img": image, "pushed": pushed}
+
+    clean_engine.reset()
+    ids = setup()
+    pushed = ids["pushed"]
+    name = pushed.rsplit(":", 1)[0]
+    digest = next(d for d in clean_engine.api.inspect_image(ids["img"])["RepoDigests"] if d.startswith(name + "@"))
+    with_tag = f"{pushed}@{digest.split('@')[1]}"
+    for value in (digest, with_tag):
+        result, errors, _ = same_as_cli(clean_engine, setup, [value], [[digest]])
+        assert errors == []
+        if clean_engine.containerd_store:
+            # containerd: a digest removal untags every tag of that repository
+            assert result["untagged"] == [pushed]
+        else:
+            # classic: only the digest reference goes
+            assert result["untagged"] == [digest]
+        assert result["deleted"] == [] and result["images"][0]["action"] == "untagged"
+    # removing the repository's last tag: the classic store drops its digests too
+    result, errors, _ = same_as_cli(clean_engine, setup, [pushed], [[pushed]])
+    expected = [pushed] if clean_engine.containerd_store else sorted([pushed, digest])
+    assert errors == [] and result["untagged"] == expected
+    # and the last tag elsewhere deletes the image
+    result, errors, _ = same_as_cli(clean_engine, setup, [pushed, "app:src"], [[pushed], ["app:src"]])
+    assert errors == [] and result["deleted"] == [ids["img"]]
+
+
+def build_pair(images):
+    parent = images.scratch(images.unique("parent"), tag="pc-parent:1")
+    child = images.child("pc-parent:1", images.unique("child"), tag="pc-child:1")
+    return {"parent": parent, "child": child}
+
+
+def test_parent_by_id_with_a_child(clean_engine, images):
+    result, errors, ids = same_as_cli(clean_engine, lambda: build_pair(images), lambda ids: [ids["parent"]],
+                                      [["-f", "parent"]], force=True)
+    if clean_engine.containerd_store:
+        # no child conflict on the containerd image store: the parent goes, the child keeps working
+        assert errors == []
+        assert result["untagged"] == ["pc-parent:1"] and len(result["deleted"]) == 1
+        assert result["skipped"] == []
+    else:
+        assert errors and "dependent child images" in errors[0]
+        assert result["changed"] is False and result["skipped"][0]["reason"] == "child_images"
+        assert result["images"][0]["action"] == "skipped"
+
+
+def test_parent_tag_with_a_child(clean_engine, images):
+    result, errors, ids = same_as_cli(clean_engine, lambda: build_pair(images), ["pc-parent:1"], [["pc-parent:1"]])
+    assert errors == [] and result["untagged"] == ["pc-parent:1"]
+    if clean_engine.containerd_store:
+        # reported deleted, yet the listing keeps it as an untagged image for its child
+        assert roles(ids, result["deleted"]) == ["layer"] and len(result["deleted"]) == 1
+        assert result["skipped"] == []
+    else:
+        assert result["deleted"] == []
+        assert [s["reason"] for s in result["skipped"]] == ["child_images"]
+
+
+@pytest.mark.parametrize("prune", [True, False])
+def test_child_and_parent(clean_engine, images, prune):
+    result, errors, _ = same_as_cli(clean_engine, lambda: build_pair(images), ["pc-parent:1", "pc-child:1"],
+                                    [["--no-prune", "pc-child:1"] if not prune else ["pc-child:1"],
+                                     ["--no-prune", "pc-parent:1"] if not prune else ["pc-parent:1"]],
+                                    prune=prune)
+    assert errors == []
+    assert result["untagged"] == ["pc-child:1", "pc-parent:1"] and len(result["deleted"]) == 2
+
+
+def test_child_prunes_its_untagged_parent(clean_engine, images):
+    def setup():
+        ids = build_pair(images)
+        clean_engine.api.remove_image("pc-parent:1")  # the parent stays, untagged, for its child
+        return ids
+
+    result, errors, ids = same_as_cli(clean_engine, setup, ["pc-child:1"], [["pc-child:1"]])
+    assert errors == [] and result["untagged"] == ["pc-child:1"]
+    assert len(result["deleted"]) == 2
+
+
+# -- containers --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("policy", ["fail", "skip", "remove"])
+def test_stopped_container(clean_engine, images, policy):
+    def setup():
+        image = load(images, "used:1", content="used by a stopped container")
+        return {"img": image, "ctr": images.stopped_container(image)}
+
+    if policy == "fail":
+        ids = setup()
+        before = clean_engine.state()
+        result = module(clean_engine, ["used:1"], containers="fail")
+        assert result.failed and ids["img"] in result["msg"] and ids["ctr"][:12] in result["msg"]
+        assert clean_engine.state() == before
+        rc, _, _, err = cli_rmi(clean_engine, "used:1")
+        assert rc != 0 and "is using its referenced image" in err
+        return
+    if policy == "skip":
+        clean_engine.reset()
+        ids = setup()
+        result = check_then_run(clean_engine, ["used:1"], containers="skip")
+        assert result["changed"] is False
+        assert result["skipped"] == [{"image": ids["img"], "references": listed(clean_engine, ids["img"]),
+                                      "reason": "container",
+                                      "containers": [ids["ctr"]]}]
+        return
+    result, errors, ids = same_as_cli(clean_engine, setup, ["used:1"], [["rm", "ctr"], ["used:1"]],
+                                      containers="remove")
+    assert errors == []
+    assert result["containers_removed"] == [result["containers_removed"][0]]
+    assert result["deleted"] == [result["images"][0]["id"]] and result["skipped"] == []
+    assert clean_engine.state()["containers"] == {}
+
+
+@pytest.mark.parametrize("policy", ["fail", "skip", "remove"])
+def test_running_container(clean_engine, images, policy):
+    image = images.busybox_image("janitor-busybox:run")
+    container = images.running_container(image)
+    before = clean_engine.state()
+    if policy == "fail":
+        result = module(clean_engine, ["janitor-busybox:run"], containers=policy)
+        assert result.failed and container[:12] in result["msg"] and "running" in result["msg"]
+    else:
+        result = check_then_run(clean_engine, ["janitor-busybox:run", image], containers=policy, force=True)
+        assert result["changed"] is False and result["containers_removed"] == []
+        assert result["skipped"] == [{"image": image, "references": listed(clean_engine, image),
+                                      "reason": "running_container", "containers": [container]}]
+    assert clean_engine.state() == before
+    rc, _, _, err = cli_rmi(clean_engine, "-f", image)
+    assert rc != 0 and "running container" in err
+
+
+def test_one_tag_of_a_used_image_is_untagged(clean_engine, images):
+    image = load(images, "shared:1", "shared:2", content="two tags, one container")
+    images.stopped_container(image)
+    result = check_then_run(clean_engine, ["shared:1"])
+    assert result["untagged"] == ["shared:1"] and result["skipped"] == []
+
+
+# -- parallel, and the other ways to run the module ------------------------------------------------------------------
+def test_parallel_equals_sequential(clean_engine, images):
+    specs = [ImageSpec([f"par{n}:a", f"par{n}:b"], f"{CONTENT} parallel {n}") for n in range(8)]
+    values = [f"par{n}:{t}" for n in range(8) for t in "ab"]
+    results = {}
+    for parallel in (1, 6):
+        clean_engine.reset()
+        images.load(specs)
+        results[parallel] = check_then_run(clean_engine, values, parallel=parallel)
+    for key in RESULT_KEYS:
+        assert results[1][key] == results[6][key], key
+    assert len(results[6]["deleted"]) == 8
+
+
+def test_playbook_check_then_real(clean_engine, images, tmp_path):
+    """One ansible-playbook run: the task in check mode, for real, and again."""
+    image = load(images, "play:1", "play:2", content="playbook")
+    task = textwrap.indent(textwrap.dedent(f"""\
+        janitor.docker.image_remove:
+          docker_host: {clean_engine.url}
+          name: [play, "play:2"]
+          tag: "1"
+        """), "      ")
+    playbook = tmp_path / "remove.yml"
+    playbook.write_text(textwrap.dedent("""\
+        - hosts: localhost
+          gather_facts: false
+          tasks:
+            - name: check
+              check_mode: true
+              register: checked
+        {task}
+            - name: real
+              register: removed
+        {task}
+            - name: again
+        {task}
+            # Ansible keeps a result key called "skipped" out of callbacks (to Ansible it means "task skipped");
+            # the registered variable has it
+            - name: show skipped
+              ansible.builtin.debug:
+                msg: "{{{{ checked.skipped == removed.skipped }}}} {{{{ removed.skipped | length }}}}"
+        """).format(task=task))
+    run = run_playbook(playbook, diff=True)
+    assert run.rc == 0, run.stdout
+    for key in RESULT_KEYS:
+        if key != "skipped":
+            assert run.task("check")[key] == run.task("real")[key], key
+    assert run.task("real")["deleted"] == [image]
+    assert run.task("again")["changed"] is False
+    assert run.task("show skipped")["msg"] == "True 0"
+
+
+def test_pytest_ansible_localhost(clean_engine, images, localhost):
+    image = load(images, "adhoc:1", content="adhoc")
+    contacted = getattr(localhost, "janitor.docker.image_remove")(docker_host=clean_engine.url, images=["adhoc:1"])
+    result = contacted["localhost"]
+    assert result["changed"] is True and result["deleted"] == [image]
