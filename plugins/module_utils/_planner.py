@@ -171,9 +171,23 @@ class _State:
         self.containers = {c.id: c for c in snapshot.containers}
         self.layers = layers  # {image ID: tuple of chain IDs} or None
         self.original_parent = {image.id: image.parent for image in snapshot.images}
+        # indexes built once (snapshots of 10,000 images): images and containers are only ever removed from the
+        # state and parent links never change, so a lookup filtered by what remains is exact
+        self._children = {}
+        for image in self.images.values():
+            if image.parent:
+                self._children.setdefault(image.parent, []).append(image.id)
+        self._users = {}
+        for container in self.containers.values():
+            self._users.setdefault(container.image_id, []).append(container)
+        self._image_chains = {}  # chain ID -> how many remaining images have it
+        for image_id in self.images:
+            for chain in set((layers or {}).get(image_id, ())):
+                self._image_chains[chain] = self._image_chains.get(chain, 0) + 1
+        self._container_chains = (None, set())  # (len(self.containers) it was computed for, chain IDs)
 
     def children(self, image_id):
-        return [image for image in self.images.values() if image.parent == image_id]
+        return [self.images[i] for i in self._children.get(image_id, ()) if i in self.images]
 
     def snapshot(self, before):
         """The predicted state as a Snapshot (records of ``before`` with the references that remain)."""
@@ -184,7 +198,7 @@ class _State:
                                    _by_id=None)
 
     def containers_of(self, image_id):
-        return [c for c in self.containers.values() if c.image_id == image_id]
+        return [c for c in self._users.get(image_id, ()) if c.id in self.containers]
 
     # -- references ----------------------------------------------------------------------------------------
     def single_reference(self, image):
@@ -262,11 +276,25 @@ class _State:
         del self.images[image.id]
         deleted.append(image.id)
         if self.rules.reports_layers and self.layers is not None:
-            needed = self.needed_chains()
-            for chain in reversed(self.layers.get(image.id, ())):
-                if chain in needed:
+            chains = self.layers.get(image.id, ())
+            for chain in set(chains):
+                self._image_chains[chain] -= 1
+            held = self._chains_of_containers()
+            for chain in reversed(chains):
+                if self._image_chains.get(chain, 0) > 0 or chain in held:
                     break
                 deleted.append(chain)
+
+    def _chains_of_containers(self):
+        """The chain IDs of the containers' images (what ``needed_chains`` adds for containers), recomputed only
+        when a container was removed (containers are only ever removed, so their number tells)."""
+        count, chains = self._container_chains
+        if count != len(self.containers):
+            chains = set()
+            for container in self.containers.values():
+                chains.update(self.layers.get(container.image_id, ()))
+            self._container_chains = (len(self.containers), chains)
+        return chains
 
     # -- the engine's delete paths --------------------------------------------------------------------------
     def delete_helper(self, image, force, prune, quiet, untagged, deleted):
@@ -491,10 +519,7 @@ def plan(snapshot, requests, policy=None, rules=None, layers=None, not_found=())
             seen.add(key)
             unique.append(request)
     ordered = _ancestry_order(snapshot, unique)
-    selected = []
-    for request in unique:
-        if request.image_id not in selected:
-            selected.append(request.image_id)
+    selected = _unique(request.image_id for request in unique)
     skip, remove_first = _policy_decisions(snapshot, state, ordered, policy)
     group_of = _groups(snapshot)
     group_index = {}
@@ -564,9 +589,11 @@ def plan(snapshot, requests, policy=None, rules=None, layers=None, not_found=())
 
 
 def _unique(values):
+    seen = set()
     out = []
     for value in values:
-        if value not in out:
+        if value not in seen:
+            seen.add(value)
             out.append(value)
     return out
 
@@ -634,7 +661,8 @@ def build_result(plan_, answers, skipped, error=None):
         else:
             action = "unchanged"
         images.append({"id": image_id, "references": list(image.references), "size": image.size, "action": action})
-    touched = list(plan_.selected) + [i for i in deleted if i not in plan_.selected]
+    selected_set = set(plan_.selected)
+    touched = list(plan_.selected) + [i for i in deleted if i not in selected_set]
     diff = {
         "before": {"images": {i: sorted(by_id[i].references) for i in touched}},
         "after": {"images": {i: sorted(after[i]) for i in touched if i in after}},

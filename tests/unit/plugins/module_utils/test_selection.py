@@ -435,3 +435,41 @@ def test_ten_thousand_images_five_thousand_containers():
     for request in requests:
         repo = request.target.rsplit(":", 1)[0]
         assert per_repo.get(repo) == 3
+
+
+def test_selection_and_plan_on_ten_thousand_images():
+    """select() then the planner: every requested image is accounted for, container images stay."""
+    from ansible_collections.janitor.docker.plugins.module_utils import _planner
+
+    s = big_snapshot()
+    requests, kept = _selection.select(s, {"all": True}, NOW)
+    plan = _planner.plan(s, requests, _planner.Policy(containers="skip"))
+    result = _selection.annotate(plan.result(), s, requests, kept)
+    used = {c.image_id for c in s.containers}
+    deleted = set(result["deleted"])
+    assert deleted and not deleted & used
+    actions = {}
+    for entry in result["images"]:
+        actions.setdefault(entry["action"], 0)
+        actions[entry["action"]] += 1
+        assert entry["rule"] == "all"
+    assert actions["kept"] == len({k["id"] for k in kept})
+    assert actions.get("deleted", 0) + actions.get("skipped", 0) + actions.get("unchanged", 0) == len(requests)
+    # an image is skipped only because of its children (classic store: a parent of a container's image)
+    assert {entry["reason"] for entry in result["images"] if entry["action"] == "skipped"} <= {"child_images"}
+
+
+def test_annotate_names_rules_and_lists_kept_images():
+    s = refs_snapshot()
+    requests, kept = run(s, filters={"reference": "app:*"}, exclude=["app:2"])
+    result = {"images": [{"id": iid("a1"), "references": [], "size": 100, "action": "untagged"}],
+              "skipped": []}
+    _selection.annotate(result, s, requests, kept)
+    first, second = result["images"]
+    assert first["rule"] == "filters" and first["given"] == "reference=app:*" and "reason" not in first
+    assert second == {"id": iid("a2"), "references": ["app:2"], "size": 100, "action": "kept", "rule": "filters",
+                      "reason": "excluded", "given": "reference=app:*", "by": "app:2"}
+    result = {"images": [{"id": iid("a1"), "references": [], "size": 100, "action": "skipped"}],
+              "skipped": [{"image": iid("a1"), "reason": "container"}]}
+    _selection.annotate(result, s, requests, [])
+    assert result["images"][0]["reason"] == "container"
