@@ -85,6 +85,14 @@ class _Run:
         entries = self.client.remove_image(step.target, force=step.force, noprune=step.noprune)
         return _planner.Answer(step, entries=[e for e in (entries or []) if isinstance(e, dict)])
 
+    def _gone(self, image_id):
+        """True when the engine says the image no longer exists."""
+        try:
+            self.client.inspect_image(image_id)
+        except Exception as exc:  # noqa: BLE001 - only a clear 404 counts as gone
+            return is_api_error(exc) and _status(exc) == 404
+        return False
+
     def run_group(self, steps):
         blocked = set()
         for step in steps:
@@ -97,6 +105,10 @@ class _Run:
             except Exception as exc:  # noqa: BLE001 - sorted out below
                 status = _status(exc) if is_api_error(exc) else None
                 if status == 404:
+                    continue
+                if status is not None and step.action == "remove_image" and self._gone(step.image_id):
+                    # another client deleted the image while our request ran: the engine may then answer 500
+                    # ("unrecognized image ID") instead of 404; it is already gone, not an error and not ours
                     continue
                 if status == 409:
                     message = str(getattr(exc, "explanation", "") or exc)
