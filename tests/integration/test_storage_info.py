@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.harness.ansible_runner import run_module
+from tests.harness.ansible_runner import run_module, run_playbook
+from tests.harness.engines import selected_kinds
 
 FIXTURES = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "docker-info"
 NO_DAEMON = "unix:///nonexistent/janitor-storage-info.sock"
@@ -142,3 +144,32 @@ def test_unreachable_daemon_fails_with_its_address(tmp_path):
 def test_docker_info_that_is_not_docker_info_fails(tmp_path):
     result = run_module("storage_info", {"docker_host": NO_DAEMON, "docker_info": "hello world", **_paths(tmp_path)})
     assert result.failed and "Storage Driver" in result["msg"]
+
+
+def test_playbook_with_module_defaults_of_the_action_group(engine_pool, request, tmp_path):
+    """ansible-playbook, connection options from module_defaults of group/janitor.docker.docker, --check.
+
+    On one engine kind only: what it checks (the action group, a playbook run) does not depend on the kind.
+    """
+    engine = engine_pool.get(selected_kinds(request.config.getoption("--engines"))[0])
+    playbook = tmp_path / "storage.yml"
+    playbook.write_text(textwrap.dedent(f"""\
+        - hosts: localhost
+          gather_facts: false
+          module_defaults:
+            group/janitor.docker.docker:
+              docker_host: {engine.url}
+          tasks:
+            - name: storage
+              janitor.docker.storage_info:
+                daemon_config_path: {tmp_path / "daemon.json"}
+                sysconfig_storage_path: {tmp_path / "docker-storage"}
+                thresholds:
+                  data_used_percent_warning: 70
+        """))
+    run = run_playbook(playbook, check=True)
+    assert run.rc == 0, run.stdout
+    result = run.task("storage")
+    assert result["changed"] is False
+    assert result["storage"]["driver"] == engine.api.info()["Driver"]
+    assert result["findings"] == [] and result["highest_severity"] == "none"
