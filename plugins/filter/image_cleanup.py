@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 SEVERITY_RANK = {"critical": 3, "warning": 2, "info": 1}
-COUNTED = ("untagged", "deleted", "skipped", "not_found", "containers_removed")
+COUNTED = ("untagged", "deleted", "skipped", "not_found", "containers_removed", "kept")
 NO_RESULT = "no result from the role: the host was unreachable or failed before the role ran (see the play output)"
 
 
@@ -107,7 +107,7 @@ def _rule(rule, result, index: int, ran: bool) -> dict:
     name = str(rule.get("name") or f"rule {index + 1}")
     entry = {"name": name, "status": "not run", "changed": False, "error": None,
              "space_reclaimed": 0, "counts": {k: 0 for k in COUNTED},
-             "untagged": [], "deleted": [], "skipped": [], "not_found": []}
+             "untagged": [], "deleted": [], "skipped": [], "not_found": [], "kept": []}
     if not isinstance(result, Mapping):
         entry["status"] = "not run" if not ran else "no result"
         return entry
@@ -124,6 +124,12 @@ def _rule(rule, result, index: int, ran: bool) -> dict:
         if isinstance(s, Mapping) else {"image": str(s), "references": [], "reason": None, "containers": []}
         for s in _items(result.get("skipped"))
     ])
+    # selected by filters/all but kept by exclude, keep_latest or a container (image_remove's images[].action)
+    entry["kept"] = _sorted_unique([
+        {"image": i.get("id"), "references": sorted(str(r) for r in _items(i.get("references"))),
+         "reason": i.get("reason")}
+        for i in _items(result.get("images")) if isinstance(i, Mapping) and i.get("action") == "kept"
+    ])
     entry["space_reclaimed"] = _int(result.get("space_reclaimed"))
     entry["counts"] = {
         "untagged": len(entry["untagged"]),
@@ -131,6 +137,7 @@ def _rule(rule, result, index: int, ran: bool) -> dict:
         "skipped": len(entry["skipped"]),
         "not_found": len(entry["not_found"]),
         "containers_removed": _count(result.get("containers_removed")),
+        "kept": len(entry["kept"]),
     }
     if result.get("failed"):
         entry["status"] = "failed"
@@ -267,8 +274,8 @@ def image_cleanup_finding_lines(findings) -> list:
 
 def _counts_text(counts: dict, space: int) -> str:
     return (f"untagged {counts['untagged']}, deleted {counts['deleted']}, skipped {counts['skipped']}, "
-            f"not found {counts['not_found']}, containers removed {counts['containers_removed']}, "
-            f"space reclaimed {_bytes(space)}")
+            f"kept {counts['kept']}, not found {counts['not_found']}, "
+            f"containers removed {counts['containers_removed']}, space reclaimed {_bytes(space)}")
 
 
 def image_cleanup_summary_lines(summary) -> list:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -22,11 +23,13 @@ from tests.harness.images import ImageFactory
 
 pytestmark = pytest.mark.engine
 
+UTC = timezone.utc
 PLAYBOOK = "janitor.docker.cleanup"
 LOOP_LVM = Path(__file__).parent / "fixtures" / "image_cleanup" / "loop-lvm-19.03-info.json"
 HOSTS = {"alpha": "legacy", "bravo": "classic", "charlie": "containerd"}
 RULES = [
-    {"name": "retired releases", "images": ["shop/web:1", "tools/old:1", "shop/gone:9"], "containers": "skip"},
+    {"name": "retired tools", "images": ["tools/old:1", "shop/gone:9"], "containers": "skip"},
+    {"name": "newest web only", "filters": {"reference": "shop/web"}, "keep_latest": 1, "containers": "skip"},
     {"name": "dangling leftovers", "filters": {"dangling": True}},
 ]
 NOT_COMPARABLE = ("dry_run", "generated_at")
@@ -37,8 +40,8 @@ def _populate(engine) -> dict:
     engine.reset()
     f = ImageFactory(engine)
     ids = {
-        "web1": f.simple("shop/web:1", content=f"web 1 on {engine.kind}"),
-        "web2": f.simple("shop/web:2", "shop/web:stable", content="web 2"),
+        "web1": f.simple("shop/web:1", content=f"web 1 on {engine.kind}", created=datetime(2021, 1, 1, tzinfo=UTC)),
+        "web2": f.simple("shop/web:2", "shop/web:stable", content="web 2", created=datetime(2022, 1, 1, tzinfo=UTC)),
         "old": f.simple("tools/old:1", content="old tool"),
         "dangling": f.simple(content=f"leftover on {engine.kind}"),
     }
@@ -153,7 +156,9 @@ def test_report_contents(runs, fleet):
     per_host = {h["host"]: h for h in report["per_host"]}
     for host in ("alpha", "bravo"):
         assert per_host[host]["status"] == "ok" and per_host[host]["changed"] is True
-        assert fleet["ids"][host]["web1"] in per_host[host]["deleted"] or "shop/web:1" in per_host[host]["untagged"]
+        assert fleet["ids"][host]["web1"] in per_host[host]["deleted"]
+        assert "shop/web:1" in per_host[host]["untagged"]
+        assert per_host[host]["counts"]["kept"] >= 1  # shop/web:2, the newest, by keep_latest
     assert per_host["charlie"]["status"] == "failed"
     assert per_host["charlie"]["highest_severity"] == "critical"
     assert all(r["status"] == "not run" for r in per_host["charlie"]["rules"])
@@ -162,7 +167,7 @@ def test_report_contents(runs, fleet):
 
     skipped = [s for s in report["skipped"] if s["host"] == "alpha"]
     assert [s["image"] for s in skipped] == [fleet["ids"]["alpha"]["old"]]
-    assert skipped[0]["rule"] == "retired releases" and skipped[0]["reason"] and skipped[0]["containers"]
+    assert skipped[0]["rule"] == "retired tools" and skipped[0]["reason"] and skipped[0]["containers"]
     assert {(n["host"], n["image"]) for n in report["not_found"]} == {("alpha", "shop/gone:9"), ("bravo", "shop/gone:9")}
 
     ranks = {"critical": 3, "warning": 2, "info": 1}
@@ -192,7 +197,7 @@ def test_rerun_is_idempotent(runs):
     assert all(counts["changed"] == 0 for counts in recap.values()), again.stdout
     for host in ("alpha", "bravo"):
         result = again.task(TASK + "Apply each cleanup rule", host)
-        assert [r["changed"] for r in result["results"]] == [False, False]
+        assert [r["changed"] for r in result["results"]] == [False, False, False]
 
 
 def test_killed_daemon_and_unreachable_host_do_not_stop_the_others(runs, fleet):

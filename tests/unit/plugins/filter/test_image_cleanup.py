@@ -16,9 +16,9 @@ def _rule_result(**kw):
     return result
 
 
-def _host(host, storage=None, results=None, failure=None, dry_run=False, rules=RULES):
+def _host(host, storage=None, results=None, failure=None, dry_run=False):
     return f.image_cleanup_host_summary({
-        "host": host, "dry_run": dry_run, "rules": rules,
+        "host": host, "dry_run": dry_run, "rules": RULES,
         "storage": storage if storage is not None else {"findings": [], "highest_severity": None},
         "rule_results": {"results": results} if results is not None else {"skipped": True},
         "failure": failure or {},
@@ -29,14 +29,17 @@ def test_host_summary_counts_and_sorts():
     summary = _host("h1", results=[
         _rule_result(untagged=["b:1", "a:1"], deleted=["sha256:bb", "sha256:aa"], space_reclaimed=300,
                      skipped=[{"image": "sha256:cc", "references": ["z:1", "c:1"], "reason": "container",
-                               "containers": ["c2", "c1"]}], not_found=["gone:1"]),
+                               "containers": ["c2", "c1"]}], not_found=["gone:1"],
+                     images=[{"id": "sha256:dd", "references": ["d:2"], "action": "kept", "reason": "keep_latest"},
+                             {"id": "sha256:aa", "references": ["a:1"], "action": "deleted"}]),
         _rule_result(changed=False),
     ])
     assert summary["status"] == "ok" and summary["changed"] is True and summary["error"] is None
     assert summary["untagged"] == ["a:1", "b:1"]
     assert summary["deleted"] == ["sha256:aa", "sha256:bb"]
     assert summary["totals"] == {"untagged": 2, "deleted": 2, "skipped": 1, "not_found": 1,
-                                 "containers_removed": 0, "space_reclaimed": 300}
+                                 "containers_removed": 0, "kept": 1, "space_reclaimed": 300}
+    assert summary["rules"][0]["kept"] == [{"image": "sha256:dd", "references": ["d:2"], "reason": "keep_latest"}]
     assert summary["skipped"] == [{"image": "sha256:cc", "references": ["c:1", "z:1"], "reason": "container",
                                    "containers": ["c1", "c2"], "rule": "old"}]
     assert summary["not_found"] == [{"rule": "old", "image": "gone:1"}]
@@ -58,8 +61,8 @@ def test_rules_not_run_when_storage_check_failed():
 
 def test_failed_loop_item_message_names_the_rule():
     results = [_rule_result(), {"failed": True, "msg": "boom", "_ansible_item_label": "dangling"}]
-    failure = {"task": "Apply each cleanup rule", "result": {"failed": True, "msg": "One or more items failed",
-                                                               "results": results}}
+    failed_loop = {"failed": True, "msg": "One or more items failed", "results": results}
+    failure = {"task": "Apply each cleanup rule", "result": failed_loop}
     summary = _host("h", results=results, failure=failure)
     assert summary["error"]["message"] == "dangling: boom"
     assert summary["rules"][1]["status"] == "failed" and summary["rules"][1]["error"] == "boom"
@@ -74,8 +77,8 @@ def test_storage_check_skipped():
 def test_fleet_report_is_sorted_and_totals_add_up():
     storage = {"findings": [{"id": "w", "severity": "warning", "message": "m", "remedy": "r"}]}
     crit = {"findings": [{"id": "c", "severity": "critical", "message": "m", "remedy": "r"}]}
-    h2 = _host("h2", storage=storage, results=[_rule_result(deleted=["sha256:1"], space_reclaimed=10),
-                                                _rule_result(changed=False)])
+    h2_results = [_rule_result(deleted=["sha256:1"], space_reclaimed=10), _rule_result(changed=False)]
+    h2 = _host("h2", storage=storage, results=h2_results)
     h1 = _host("h1", storage=crit, failure={"task": "t", "result": {"msg": "bad"}})
     report = f.image_cleanup_fleet_report([h2, h1, {}], ["h2", "h1", "h3"], dry_run=True, generated_at="now")
     assert report["dry_run"] is True and report["generated_at"] == "now"
@@ -93,7 +96,9 @@ def test_dry_run_and_real_reports_differ_only_in_the_mark():
     dry = f.image_cleanup_fleet_report([_host("h", results=copy.deepcopy(results), dry_run=True)], ["h"],
                                        dry_run=True, generated_at="t1")
     real = f.image_cleanup_fleet_report([_host("h", results=results)], ["h"], dry_run=False, generated_at="t2")
-    strip = lambda r: {k: v for k, v in r.items() if k not in ("dry_run", "generated_at")}  # noqa: E731
+    def strip(report):
+        return {k: v for k, v in report.items() if k not in ("dry_run", "generated_at")}
+
     assert strip(dry) == strip(real)
 
 
@@ -103,11 +108,11 @@ def test_lines():
         {"id": "c", "severity": "critical", "message": "loop", "remedy": "direct-lvm"},
     ])
     assert lines == ["[CRITICAL] c: loop -- remedy: direct-lvm", "[INFO] i: fine"]
-    summary = _host("h", dry_run=True, results=[_rule_result(deleted=["sha256:1"], space_reclaimed=2_500_000),
-                                                 _rule_result(changed=False)])
+    results = [_rule_result(deleted=["sha256:1"], space_reclaimed=2_500_000), _rule_result(changed=False)]
+    summary = _host("h", dry_run=True, results=results)
     text = f.image_cleanup_summary_lines(summary)
     assert text[0].startswith("DRY RUN")
-    assert "rule 'old': untagged 0, deleted 1, skipped 0, not found 0, containers removed 0, " \
+    assert "rule 'old': untagged 0, deleted 1, skipped 0, kept 0, not found 0, containers removed 0, " \
            "space reclaimed 2.5 MB" in text
     assert f.image_cleanup_summary_lines({}) == ["no summary"]
 
