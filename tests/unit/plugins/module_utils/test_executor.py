@@ -1,0 +1,166 @@
+"""The executor against a fake engine: answers become the result; 404, 409 and daemon errors mid-run."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import docker.errors
+import pytest
+import requests
+
+from ansible_collections.janitor.docker.plugins.module_utils import _executor, _planner, _references
+from ansible_collections.janitor.docker.plugins.module_utils._snapshot import ContainerRecord, ImageRecord, Snapshot
+
+
+def iid(n):
+    return "sha256:" + hashlib.sha256(f"image {n}".encode()).hexdigest()
+
+
+def api_error(status, message):
+    response = requests.Response()
+    response.status_code = status
+    return docker.errors.APIError(message, response=response, explanation=message)
+
+
+class FakeEngine:
+    """Answers what the plan predicts, unless told otherwise for a target; records the calls."""
+
+    def __init__(self, plan, overrides=None, delay=0.0):
+        self.predicted = {step.target: step for step in plan.steps}
+        self.overrides = overrides or {}
+        self.calls = []
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.active = 0
+        self.max_active = 0
+
+    def remove_image(self, image, force=False, noprune=False):
+        with self.lock:
+            self.calls.append(("image", image, force, noprune))
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            time.sleep(self.delay)
+            override = self.overrides.get(image)
+            if isinstance(override, Exception):
+                raise override
+            if override is not None:
+                return override
+            step = self.predicted[image]
+            return [{"Untagged": r} for r in step.untagged] + [{"Deleted": d} for d in step.deleted]
+        finally:
+            with self.lock:
+                self.active -= 1
+
+    def remove_container(self, container):
+        self.calls.append(("container", container))
+        override = self.overrides.get(container)
+        if isinstance(override, Exception):
+            raise override
+
+    def inspect_image(self, image):
+        return {"RepoTags": ["raced:1"], "RepoDigests": []}
+
+    def containers(self, all=False):
+        return [{"Id": "c" * 64, "ImageID": iid(2)}]
+
+
+def make_plan(snapshot, values, **policy):
+    resolution = _references.resolve(snapshot, values)
+    return _planner.plan(snapshot, resolution.requests, _planner.Policy(**policy), not_found=resolution.not_found)
+
+
+SNAPSHOT = Snapshot(images=tuple(ImageRecord(iid(n), tags=(f"img{n}:1",), size=10 * n) for n in range(1, 7)))
+VALUES = [f"img{n}:1" for n in range(1, 7)]
+
+
+def test_real_result_equals_the_plan_when_the_engine_agrees():
+    plan = make_plan(SNAPSHOT, VALUES)
+    engine = FakeEngine(plan)
+    assert _executor.apply(engine, plan, parallel=3) == plan.result()
+    assert sorted(call[1] for call in engine.calls) == sorted(VALUES)
+
+
+def test_result_is_built_from_the_answers_not_the_plan():
+    plan = make_plan(SNAPSHOT, VALUES)
+    extra = "sha256:" + "9" * 64  # a layer the model did not predict
+    engine = FakeEngine(plan, overrides={"img1:1": [{"Untagged": "img1:1"}, {"Deleted": iid(1)}, {"Deleted": extra}]})
+    result = _executor.apply(engine, plan)
+    assert result["deleted_layers"] == [extra]
+    assert _executor.differences(plan.result(), result) == {
+        "deleted_layers": {"predicted": [], "actual": [extra]}}
+
+
+def test_not_found_is_already_gone_and_not_ours():
+    plan = make_plan(SNAPSHOT, VALUES)
+    engine = FakeEngine(plan, overrides={"img2:1": api_error(404, "No such image: img2:1")})
+    result = _executor.apply(engine, plan)
+    assert iid(2) not in result["deleted"] and "img2:1" not in result["untagged"]
+    assert len(result["deleted"]) == 5 and result["changed"] is True
+
+
+def test_conflict_is_reread_and_reported_as_skipped():
+    plan = make_plan(SNAPSHOT, VALUES)
+    message = "conflict: unable to remove repository reference \"img2:1\" (must force) - container cccccccccccc is using"
+    engine = FakeEngine(plan, overrides={"img2:1": api_error(409, message)})
+    result = _executor.apply(engine, plan)
+    (entry,) = result["skipped"]
+    assert entry["image"] == iid(2) and entry["reason"] == "container"
+    assert entry["references"] == ["raced:1"] and entry["containers"] == ["c" * 64]
+    assert message in entry["detail"]
+    assert len(result["deleted"]) == 5
+
+
+def test_daemon_error_mid_run_fails_and_returns_what_was_done():
+    plan = make_plan(SNAPSHOT, VALUES)
+    engine = FakeEngine(plan, overrides={"img3:1": api_error(500, "driver failed removing layer")})
+    with pytest.raises(_executor.ExecutionError) as info:
+        _executor.apply(engine, plan, parallel=1)
+    message = info.value.message
+    assert "img3:1" in message and "driver failed removing layer" in message
+    result = info.value.result
+    assert result["untagged"] == ["img1:1", "img2:1"] and result["deleted"] == sorted([iid(1), iid(2)])
+    assert result["changed"] is True
+    assert [c[1] for c in engine.calls] == ["img1:1", "img2:1", "img3:1"]  # no new step after the error
+
+
+def test_connection_lost_mid_run():
+    plan = make_plan(SNAPSHOT, VALUES[:2])
+    engine = FakeEngine(plan, overrides={"img2:1": requests.exceptions.ConnectionError("socket closed")})
+    with pytest.raises(_executor.ExecutionError) as info:
+        _executor.apply(engine, plan, parallel=1)
+    assert "lost the connection" in info.value.message
+    assert info.value.result["deleted"] == [iid(1)]
+
+
+def test_parallel_runs_groups_concurrently_and_keeps_dependent_steps_in_order():
+    chain = Snapshot(images=(
+        ImageRecord(iid(1), tags=("p:1",)),
+        ImageRecord(iid(2), parent=iid(1), tags=("c:1",)),
+        ImageRecord(iid(3), parent=iid(2), tags=("g:1",)),
+        *[ImageRecord(iid(n), tags=(f"solo{n}:1",)) for n in range(4, 10)],
+    ))
+    values = ["p:1", "c:1", "g:1"] + [f"solo{n}:1" for n in range(4, 10)]
+    plan = make_plan(chain, values)
+    engine = FakeEngine(plan, delay=0.05)
+    result = _executor.apply(engine, plan, parallel=4)
+    assert result == plan.result()
+    order = [c[1] for c in engine.calls if c[1] in ("p:1", "c:1", "g:1")]
+    assert order == ["g:1", "c:1", "p:1"]
+    assert 1 < engine.max_active <= 4
+
+
+def test_containers_removed_before_their_image():
+    snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("a:1",)),),
+                        containers=(ContainerRecord("d" * 64, iid(1), "exited"),))
+    plan = make_plan(snapshot, ["a:1"], containers="remove")
+    engine = FakeEngine(plan)
+    result = _executor.apply(engine, plan)
+    assert engine.calls[0] == ("container", "d" * 64)
+    assert result["containers_removed"] == ["d" * 64] and result["deleted"] == [iid(1)]
+    # a container already gone is not ours
+    engine = FakeEngine(plan, overrides={"d" * 64: api_error(404, "No such container")})
+    result = _executor.apply(engine, plan)
+    assert result["containers_removed"] == [] and result["deleted"] == [iid(1)]
