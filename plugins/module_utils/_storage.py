@@ -16,7 +16,8 @@ the engine. The flow is::
 
 Sizes in ``docker info`` are what Docker's ``units.HumanSize`` prints: decimal (SI) units, ``kB`` = 1000 bytes,
 with or without a space (``65.54 kB`` before Docker 17.06, ``65.54kB`` after). They are parsed exactly (with
-``Decimal``) into integer bytes; binary units (``KiB``, ``MiB``...) are accepted as well.
+``Decimal``) into integer bytes; binary units (``KiB``, ``MiB``...) are accepted as well, and so is the ``291.5 Mb``
+of Docker 1.0 to 1.3, which meant MiB.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ DEPRECATED_DRIVERS = {
 _DECIMAL_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000 ** 2, "g": 1000 ** 3, "t": 1000 ** 4, "p": 1000 ** 5,
                   "e": 1000 ** 6, "z": 1000 ** 7, "y": 1000 ** 8}
 _BINARY_UNITS = {"ki": 1024, "mi": 1024 ** 2, "gi": 1024 ** 3, "ti": 1024 ** 4, "pi": 1024 ** 5, "ei": 1024 ** 6}
+# Docker 1.0 to 1.3 printed devicemapper sizes as "%.1f Mb" of bytes / 1024 / 1024: "Mb" there means MiB.
+_OLD_DOCKER_BINARY = {"Kb": 1024, "Mb": 1024 ** 2, "Gb": 1024 ** 3, "Tb": 1024 ** 4}
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*(?:([kmgtpezy]i?|b|)(b?))\s*$", re.IGNORECASE)
 # The pool name devicemapper makes up when it creates its own pool (loop files or dm.datadev): docker-MAJ:MIN-INODE-pool
 _AUTO_POOL_RE = re.compile(r"^docker-\d+:\d+-\d+-pool$")
@@ -74,8 +77,11 @@ def parse_size(text):
     match = _SIZE_RE.match(str(text))
     if not match:
         return None
+    raw_unit = (match.group(2) or "") + (match.group(3) or "")
     number, unit, suffix_b = match.group(1), (match.group(2) or "").lower(), (match.group(3) or "").lower()
-    if unit == "b":
+    if raw_unit in _OLD_DOCKER_BINARY:
+        multiplier = _OLD_DOCKER_BINARY[raw_unit]
+    elif unit == "b":
         if suffix_b:
             return None  # "bb"
         multiplier = 1

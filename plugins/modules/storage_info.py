@@ -111,13 +111,11 @@ options:
 notes:
   - Findings are sorted by severity, V(critical) first. Each finding has a stable RV(findings[].id) to match on.
   - Sizes are bytes. C(docker info) prints decimal units (1 kB = 1000 bytes) rounded to four digits, so values
-    parsed from it are exact to that rounding only.
+    parsed from it are exact to that rounding only. Docker 1.0 to 1.3 printed devicemapper sizes as C(291.5 Mb),
+    meaning MiB (1024 * 1024 bytes); they are read that way.
   - The daemon's own warnings are returned as RV(daemon_warnings), not as C(warnings), so that Ansible does not
     print them as warnings of the task.
 seealso:
-  - name: Use the Device Mapper storage driver
-    description: Docker's guide to loop-lvm and direct-lvm (archived with Docker 24).
-    link: https://docs.docker.com/engine/storage/drivers/device-mapper-driver/
   - name: Deprecated Engine features
     description: When Docker deprecated and removed each storage driver.
     link: https://docs.docker.com/engine/deprecated/

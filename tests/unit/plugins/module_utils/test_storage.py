@@ -221,6 +221,10 @@ def test_json_dict_from_sdk_is_the_same_as_json_text():
     ("23.54GiB", 25_275_882_537),
     ("1 KiB", 1024),
     ("4 MiB", 4 * 1024 ** 2),
+    ("291.5 Mb", 305_659_904),  # Docker 1.0 to 1.3: "%.1f Mb" of bytes / 1024 / 1024
+    ("102400.0 Mb", 107_374_182_400),
+    ("1 Gb", 1024 ** 3),
+    ("1 mb", 1_000_000),
     ("10", 10),
     (" 7.44 GB ", 7_440_000_000),
     (".5 kB", 500),
@@ -390,6 +394,24 @@ def test_old_data_file_naming_the_sparse_file_is_loop_lvm():
     loop = report["findings"][0]
     assert "dm.thinpooldev=/dev/mapper/docker-thinpool" in loop["remedy"]
     assert "dm.directlvm_device" not in loop["remedy"]
+
+
+def test_docker_1_3_output():
+    """Docker 1.0 to 1.3: no Server Version line, the loop files in "Data file", sizes in "Mb" (MiB)."""
+    text = ("Containers: 2\nImages: 14\nStorage Driver: devicemapper\n Pool Name: docker-253:0-1838339-pool\n"
+            " Data file: /var/lib/docker/devicemapper/devicemapper/data\n"
+            " Metadata file: /var/lib/docker/devicemapper/devicemapper/metadata\n"
+            " Data Space Used: 291.5 Mb\n Data Space Total: 102400.0 Mb\n Metadata Space Used: 0.7 Mb\n"
+            " Metadata Space Total: 2048.0 Mb\nExecution Driver: native-0.2\nKernel Version: 3.10.0-123.el7.x86_64\n")
+    report = analyse_text(text)
+    dm = report["storage"]["devicemapper"]
+    assert dm["mode"] == "loop-lvm"
+    assert dm["data_loop_file"] == "/var/lib/docker/devicemapper/devicemapper/data"
+    assert dm["data_space_used"] == 305_659_904 and dm["data_space_total"] == 107_374_182_400
+    assert dm["metadata_space_used"] == 734_003 and dm["metadata_space_total"] == 2_147_483_648
+    assert dm["data_space_used_percent"] == 0.28
+    assert report["storage"]["docker_version"] is None
+    assert ids(report) == [("devicemapper_loop_lvm", "critical"), ("devicemapper_deprecated", "warning")]
 
 
 def test_loop_device_without_loop_file_is_loop_lvm():
