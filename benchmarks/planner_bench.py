@@ -49,7 +49,7 @@ def synthetic_snapshot(images: int, containers: int):
 def _best(fn, repeat):
     best = None
     value = None
-    for _ in range(repeat):
+    for _round in range(repeat):
         started = time.perf_counter()
         value = fn()
         elapsed = time.perf_counter() - started

@@ -33,6 +33,20 @@ def _x(value) -> str:
     return "—" if value is None else f"{value:.2f}×"
 
 
+def _cpu(row):
+    """The lowest client CPU seconds among a row's samples (None when not recorded)."""
+    values = [s["cpu_seconds"] for s in (row or {}).get("samples", []) if s.get("cpu_seconds")]
+    return min(values) if values else None
+
+
+def cpu_module(size: dict, key: str):
+    """Client CPU of a janitor row minus its no-op row (the ``*_module`` keys of ``derive``)."""
+    rows = size["rows"]
+    base, noop = key[: -len("_module")], "noop_community" if key.startswith("community") else "noop"
+    mine, fixed = _cpu(rows.get(base)), _cpu(rows.get(noop))
+    return None if mine is None or fixed is None else mine - fixed
+
+
 def derive(size: dict) -> dict:
     """Module times and ratios for one N."""
     rows = size["rows"]
@@ -105,13 +119,19 @@ def markdown(results: dict) -> str:
     ns = sorted(sizes)
     lines = []
     machine = results.get("machine", {})
+    if machine.get("load_average_at_end"):
+        machine = dict(machine, description=machine["description"].rstrip(")") +
+                       f", {machine['load_average_at_end'][0]:.1f} at the end)")
     lines.append(f"Machine: {machine.get('description', '?')}. Engine: {results.get('engine', {}).get('describe', '?')}"
                  f"; data-root on {results.get('engine', {}).get('data_root', '?')}. Best of "
                  f"{results.get('repeat', '?')} (community.docker loop: one run). Run {results.get('started', '?')}.")
     lines.append("")
-    header = "| row | " + " | ".join(f"N={n}: time | × docker rmi" for n in ns) + " |"
+    lines.append("Times are wall-clock seconds of the whole process (best round); client CPU is the user + system "
+                 "CPU of that process and its children (not the engine's).")
+    lines.append("")
+    header = "| row | " + " | ".join(f"N={n}: time | × docker rmi | client CPU" for n in ns) + " |"
     lines.append(header)
-    lines.append("|---|" + "---:|---:|" * len(ns))
+    lines.append("|---|" + "---:|---:|---:|" * len(ns))
     for key, label in ROWS:
         cells = []
         for n in ns:
@@ -123,9 +143,9 @@ def markdown(results: dict) -> str:
                 value, note = row["extrapolated_seconds"], " (extrapolated)"
             if value is None:
                 reason = (row or {}).get("skipped", "not run")
-                cells += [f"— ({reason})" if row else "—", "—"]
+                cells += [f"— ({reason})" if row else "—", "—", "—"]
                 continue
-            cells += [_s(value) + note, _x(value / rmi) if rmi else "—"]
+            cells += [_s(value) + note, _x(value / rmi) if rmi else "—", _s(_cpu(row))]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     derived = {n: derive(sizes[n]) for n in ns}
     for key, label in (("janitor_list_module", "module time, explicit list (row 1 − row 5)"),
@@ -137,7 +157,7 @@ def markdown(results: dict) -> str:
         for n in ns:
             value = derived[n].get(key)
             rmi = sizes[n]["rows"].get("docker_rmi", {}).get("seconds")
-            cells += [_s(value), _x(value / rmi) if value is not None and rmi else "—"]
+            cells += [_s(value), _x(value / rmi) if value is not None and rmi else "—", _s(cpu_module(sizes[n], key))]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     cells = []
     for n in ns:
@@ -145,7 +165,7 @@ def markdown(results: dict) -> str:
         real, check = mem.get("real", {}), mem.get("check", {})
         text = (f"{real.get('max_rss_mib', 0):.1f} MiB (check mode {check.get('max_rss_mib', 0):.1f} MiB)"
                 if real else "—")
-        cells += [text, ""]
+        cells += [text, "", ""]
     lines.append("| module process peak RSS, explicit list | " + " | ".join(cells) + " |")
     planner = results.get("planner")
     if planner:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """`make bench`: time removing the same image sets with janitor.docker, the docker CLI and community.docker.
 
 See benchmarks/README.md for what each row means. In short, for each N (default 200 and 1000) one private engine
@@ -59,8 +58,8 @@ def log(text: str) -> None:
 # -- environment -----------------------------------------------------------------------------------------------
 def module_python() -> str:
     """The interpreter every module runs with, ours and community.docker's alike."""
-    return os.environ.get("ANSIBLE_PYTHON_INTERPRETER") or str(MODULE_PYTHON if MODULE_PYTHON.exists()
-                                                                 else sys.executable)
+    fallback = MODULE_PYTHON if MODULE_PYTHON.exists() else sys.executable
+    return os.environ.get("ANSIBLE_PYTHON_INTERPRETER") or str(fallback)
 
 
 def use_collection(commit: str | None) -> dict:
@@ -438,7 +437,7 @@ def profile(be: imageset.BenchEngine, image_set: imageset.ImageSet, out_path: Pa
 
 # -- main -------------------------------------------------------------------------------------------------------
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--smoke", action="store_true", help="small and quick: checks the benchmark still works")
     parser.add_argument("--sizes", default=None, help="comma-separated N (default 200,1000; smoke: 20)")
     parser.add_argument("--engine", default="legacy", help="engine kind: legacy, classic or containerd")
@@ -502,6 +501,7 @@ def main(argv=None) -> int:
     results["planner"] = planner_bench.run(args.planner_images, args.planner_containers,
                                            repeat=1 if args.smoke else 3)
     results["finished"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["targets"] = [{"target": t, "measured": m, "met": ok} for t, m, ok in report.targets(results)]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = args.output.with_suffix(".json.tmp")
