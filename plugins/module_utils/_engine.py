@@ -209,6 +209,7 @@ def connect(params):
     except Exception as exc:  # noqa: BLE001 - every failure here means the daemon cannot be used
         client.close()
         raise _connection_error(host, exc, params) from exc
+    client.janitor_host = host  # the daemon as the user named it, for messages about later failures
     engine_api = version.get("ApiVersion", "0")
     if _version_tuple(engine_api) < _version_tuple(MIN_API_VERSION):
         client.close()
@@ -275,6 +276,16 @@ def _connection_error(host, exc, params=None):
     if "timed out" in lowered or "timeout" in lowered:
         return EngineUnreachableError(f"the Docker daemon at {host} did not answer in time: {text}")
     return EngineUnreachableError(f"cannot reach the Docker daemon at {host}: {text}")
+
+
+def lost_connection_error(client, exc, action):
+    """A ``JanitorError`` for a request that failed without an answer (the daemon stopped, or went silent)."""
+    host = getattr(client, "janitor_host", None) or DEFAULT_DOCKER_HOST
+    text = str(exc)
+    lowered = text.lower()
+    if "timed out" in lowered or "timeout" in lowered:
+        return EngineUnreachableError(f"{action}: the Docker daemon at {host} did not answer in time: {text}")
+    return EngineUnreachableError(f"{action}: lost the connection to the Docker daemon at {host}: {text}")
 
 
 def api_error(exc, action):

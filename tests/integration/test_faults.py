@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 
+import docker
 import pytest
 
 from ansible_collections.janitor.docker.plugins.module_utils import _engine
+from tests.harness.ansible_runner import run_module
 from tests.harness.engines import Engine, engine_spec
-from tests.harness.faults import FakeDaemon, SilentDaemon, StallingProxy, run_python_as
+from tests.harness.faults import FakeDaemon, SilentDaemon, StallingProxy, run_module_process, run_python_as
+from tests.harness.images import ImageFactory, ImageSpec
 
 pytestmark = pytest.mark.engine
 
@@ -125,3 +129,123 @@ def test_daemon_that_stops_answering_after_connecting(engine):
                 assert _engine.is_connection_error(info.value)
             finally:
                 client.close()
+
+
+# -- during the run -----------------------------------------------------------------------------------------------
+def _fail_after_first_removal(monkeypatch, fault):
+    """Call ``fault()`` right after the first image removal the engine confirmed; returns the confirmed calls."""
+    original = docker.APIClient.remove_image
+    done = []
+
+    def remove_image(self, *args, **kwargs):
+        answer = original(self, *args, **kwargs)
+        done.append(args[0] if args else kwargs.get("image"))
+        if len(done) == 1:
+            fault()
+        return answer
+
+    monkeypatch.setattr(docker.APIClient, "remove_image", remove_image)
+    return done
+
+
+def _three_images(engine):
+    factory = ImageFactory(engine)
+    return factory.load([ImageSpec([f"fault-{n}:1"], f"fault-{n}") for n in range(3)])
+
+
+def _check_partial_result(result, first_id, ids, url):
+    assert result.failed, result
+    message = result["msg"]
+    assert "Traceback" not in message
+    assert url in message, message
+    assert "before the error" in message, message
+    # what was done is returned: exactly the first removal, nothing else claimed
+    assert result["deleted"] == [first_id], result
+    assert result["untagged"] == [f"fault-{ids.index(first_id)}:1"], result
+
+
+def test_daemon_stopped_during_the_run(private_engine, monkeypatch):
+    ids = _three_images(private_engine)
+    done = _fail_after_first_removal(monkeypatch, private_engine.kill)
+
+    result = run_module("image_remove", {"docker_host": private_engine.url, "images": ids, "parallel": 1,
+                                         "timeout": 10})
+
+    assert len(done) == 1
+    _check_partial_result(result, done[0], ids, private_engine.url)
+    assert "lost the connection" in result["msg"] or "cannot reach" in result["msg"], result["msg"]
+
+
+def test_daemon_stops_answering_during_the_run(clean_engine, monkeypatch, tmp_path):
+    ids = _three_images(clean_engine)
+    with StallingProxy(tmp_path / "proxy.sock", clean_engine.sock) as proxy:
+        done = _fail_after_first_removal(monkeypatch, proxy.stall)
+        started = time.monotonic()
+        result = run_module("image_remove", {"docker_host": proxy.url, "images": ids, "parallel": 1, "timeout": 2})
+        elapsed = time.monotonic() - started
+    assert len(done) == 1
+    _check_partial_result(result, done[0], ids, proxy.url)
+    assert "did not answer in time" in result["msg"] or "timed out" in result["msg"], result["msg"]
+    assert elapsed < 30
+    # the engine itself is fine: the two images we did not get to are still there
+    assert set(clean_engine.state()["images"]) == set(ids) - {done[0]}
+
+
+# -- the modules, as Ansible runs them -----------------------------------------------------------------------------
+MODULE_CASES = {
+    "image_remove": {"images": ["fault-nothing:1"]},
+    "storage_info": {"daemon_config_path": "/nonexistent/daemon.json", "sysconfig_storage_path": "/nonexistent/x"},
+}
+
+
+@pytest.mark.parametrize("module", sorted(MODULE_CASES))
+@pytest.mark.parametrize("fault", ["killed", "silent", "old_daemon", "old_api_version"])
+def test_module_reports_connection_faults(engine, tmp_path, module, fault):
+    """Each fault through each module: a failed result with a clear message naming the daemon (run in-process: an
+    exception escaping the module would fail this test with its traceback)."""
+    args = dict(MODULE_CASES[module], timeout=1)
+    server = None
+    dead = None
+    if fault == "killed":
+        dead = Engine(engine_spec(engine.kind)).start()
+        url = dead.url
+        dead.kill()
+    elif fault == "silent":
+        server = SilentDaemon(tmp_path / "silent.sock")
+        url = server.url
+    elif fault == "old_daemon":
+        server = FakeDaemon(tmp_path / "old.sock", api_version="1.40")
+        url = server.url
+    else:
+        url = engine.url
+        args["api_version"] = "1.30"
+    try:
+        result = run_module(module, dict(args, docker_host=url))
+    finally:
+        if server is not None:
+            server.close()
+        if dead is not None:
+            dead.stop()
+    assert result.failed, result
+    assert "Traceback" not in result["msg"]
+    expected = {"killed": "cannot reach", "silent": "did not answer in time", "old_daemon": "older than 1.41",
+                "old_api_version": "api_version=1.30"}[fault]
+    assert expected in result["msg"], result["msg"]
+    if fault != "old_api_version":
+        assert url in result["msg"], result["msg"]
+    assert result.get("changed", False) is False
+
+
+@pytest.mark.parametrize("module", sorted(MODULE_CASES))
+def test_module_as_unprivileged_user(engine, module):
+    """The module run as Ansible runs it, in its own process, as a user who may not use the daemon's socket:
+    a failed result that says so and what to do, nothing on stderr."""
+    mode = engine.sock.parent.stat().st_mode & 0o7777
+    engine.sock.parent.chmod(0o755)
+    try:
+        result, proc = run_module_process(module, dict(MODULE_CASES[module], docker_host=engine.url), user=NOBODY)
+    finally:
+        engine.sock.parent.chmod(mode)
+    assert result.get("failed") is True, (result, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "permission denied" in result["msg"] and engine.url in result["msg"] and "become" in result["msg"]
