@@ -24,6 +24,7 @@ from ansible_collections.janitor.docker.plugins.module_utils._engine import (
     api_error,
     is_api_error,
     is_connection_error,
+    lost_connection_error,
 )
 
 _REASONS = (
@@ -119,9 +120,12 @@ class _Run:
                     continue
                 action = (f"removing container {step.target[:12]}" if step.action == "remove_container"
                           else f"removing image {step.target}")
-                error = api_error(exc, action) if is_api_error(exc) else JanitorError(
-                    f"{action}: {'lost the connection to the Docker daemon: ' if is_connection_error(exc) else ''}"
-                    f"{exc}")
+                if is_api_error(exc):
+                    error = api_error(exc, action)
+                elif is_connection_error(exc):
+                    error = lost_connection_error(self.client, exc, action)
+                else:
+                    error = JanitorError(f"{action}: {exc}")
                 with self.lock:
                     self.errors.append(error)
                 self.stop.set()
