@@ -37,7 +37,7 @@ def installed(tmp_path_factory):
 
 
 def test_tarball_has_the_collection_and_nothing_local(installed):
-    tarball, _ = installed
+    tarball = installed[0]
     with tarfile.open(tarball) as tar:
         names = tar.getnames()
     assert "galaxy.yml" not in names  # replaced by MANIFEST.json
@@ -49,7 +49,7 @@ def test_tarball_has_the_collection_and_nothing_local(installed):
 
 
 def test_installed_version_matches_galaxy_yml(installed):
-    _, target = installed
+    target = installed[1]
     manifest = json.loads((target / "ansible_collections/janitor/docker/MANIFEST.json").read_text())
     galaxy = yaml.safe_load((REPO / "galaxy.yml").read_text())
     assert manifest["collection_info"]["version"] == galaxy["version"]
@@ -63,7 +63,7 @@ def test_action_group_lists_every_module():
 
 @pytest.mark.parametrize("module", MODULES)
 def test_ansible_doc_renders_installed_module(installed, module):
-    _, target = installed
+    target = installed[1]
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(target))
     doc = _run(str(BIN / "ansible-doc"), "-j", "-t", "module", f"janitor.docker.{module}", env=env)
     assert doc.returncode == 0, doc.stderr
