@@ -125,7 +125,7 @@ def test_dangling_true_selects_untagged_top_level_images():
 
 
 def test_dangling_false_selects_tagged_images():
-    requests, _ = run(chain(), filters={"dangling": False})
+    requests, _kept = run(chain(), filters={"dangling": False})
     assert ids(requests) == [iid("top"), iid("base")]
 
 
@@ -144,7 +144,7 @@ def test_all_without_filters_is_prune_a():
 
 def test_all_on_containerd_includes_intermediate_images():
     s = snap(*chain().images, store=CONTAINERD)
-    requests, _ = run(s, all=True)
+    requests, _kept = run(s, all=True)
     assert iid("mid") in ids(requests)
 
 
@@ -182,24 +182,24 @@ def refs_snapshot():
     ("nothing*", []),
 ])
 def test_reference_selects_matching_references_only(pattern, expected):
-    requests, _ = run(refs_snapshot(), filters={"reference": pattern})
+    requests, _kept = run(refs_snapshot(), filters={"reference": pattern})
     assert targets(requests) == sorted(expected)
     assert all(r.kind == "reference" and r.given == f"reference={pattern}" for r in requests)
 
 
 def test_reference_digest_is_left_to_the_tag_of_its_repository():
     # removing the repository's last tag takes its digests: only the tag is requested
-    requests, _ = run(refs_snapshot(), filters={"reference": "reg.example/team/app"})
+    requests, _kept = run(refs_snapshot(), filters={"reference": "reg.example/team/app"})
     assert targets(requests) == ["reg.example/team/app:1", "reg.example/team/app@sha256:" + "b" * 64]
 
 
 def test_several_reference_patterns_are_ored():
-    requests, _ = run(refs_snapshot(), filters={"reference": ["app:1", "web:*"]})
+    requests, _kept = run(refs_snapshot(), filters={"reference": ["app:1", "web:*"]})
     assert targets(requests) == ["app:1", "web:1"]
 
 
 def test_reference_and_other_filters_are_anded():
-    requests, _ = run(refs_snapshot(), filters={"reference": "app:*", "since": "app:1"})
+    requests, _kept = run(refs_snapshot(), filters={"reference": "app:*", "since": "app:1"})
     assert targets(requests) == ["app:2"]
 
 
@@ -246,7 +246,7 @@ def labels_snapshot():
     ({"label": "tier", "label!": "team"}, ["tier-web", "tier-db"]),
 ])
 def test_labels(filters, expected):
-    requests, _ = run(labels_snapshot(), filters=filters)
+    requests, _kept = run(labels_snapshot(), filters=filters)
     assert sorted(ids(requests)) == sorted(iid(n) for n in expected)
 
 
@@ -269,7 +269,7 @@ def ages_snapshot():
     ("2023-11-10", [5]),
 ])
 def test_until(until, expected):
-    requests, _ = run(ages_snapshot(), filters={"until": until})
+    requests, _kept = run(ages_snapshot(), filters={"until": until})
     assert sorted(ids(requests)) == sorted(iid(f"v{i}") for i in expected)
 
 
@@ -374,7 +374,7 @@ def test_keep_latest_image_in_two_repositories():
     s = snap(img("new", "app:3", "mirror/app:3", created=3), img("mid", "app:2", created=2),
              img("old", "app:1", "mirror/app:1", created=1))
     # whole images: kept in any repository keeps the image
-    requests, _ = run(s, filters={"dangling": False}, keep_latest=1)
+    requests, _kept = run(s, filters={"dangling": False}, keep_latest=1)
     assert ids(requests) == [iid("mid"), iid("old")]
     # references: only the kept repository's references stay
     requests, kept = run(s, filters={"reference": ["app", "mirror/app"]}, keep_latest=1)
