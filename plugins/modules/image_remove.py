@@ -17,7 +17,7 @@ description:
     the real run returns on the same state.
   - Removing one of several references of an image only untags it. An image is deleted when its last reference
     goes, or when it is named by ID. Layers shared with other images stay.
-  - Images used by containers are handled by O(containers), never by accident: a running container's image is
+  - Images used by containers are handled by O(containers), never by accident - a running container's image is
     never deleted.
 author:
   - janitor.docker contributors
@@ -56,7 +56,7 @@ options:
         registry host and port (V(localhost:5000/team/app:1.2)).
       - Docker Hub names are normalised as the engine does, so V(busybox), V(library/busybox) and
         V(docker.io/library/busybox:latest) are the same reference.
-      - A string is resolved as the engine resolves it: a full ID first, then a reference, then an ID prefix
+      - A string is resolved as the engine resolves it - a full ID first, then a reference, then an ID prefix
         (a hex string that is also a valid name is tried as a name first).
       - A prefix that matches several images and a malformed reference are errors, raised before anything is
         removed. A reference that matches nothing is reported under RV(not_found) and is not an error.
