@@ -31,6 +31,7 @@ import calendar
 import re
 import time
 
+from ansible_collections.janitor.docker.plugins.module_utils import _references
 from ansible_collections.janitor.docker.plugins.module_utils._engine import JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import CONTAINERD, Request, repository_of
 
@@ -82,6 +83,19 @@ def familiar(reference, default_tag=True):
     if default_tag and name.rfind(":") <= slash and not at:
         name += ":latest"
     return name + at + digest
+
+
+def _check_exclude(text):
+    """Refuse an ``exclude`` entry that can never match: it would protect nothing while the user believes it does."""
+    if any(c.isspace() for c in text):
+        raise JanitorError(f"exclude: {text!r} can never match an image (references and IDs hold no spaces)")
+    if _is_glob(text) or _HEX.match(text):
+        return
+    try:
+        _references.parse(text)
+    except JanitorError as exc:
+        raise JanitorError(f"exclude: {text!r} is neither an image reference, an image ID nor a glob, so it would "
+                           f"protect nothing ({exc.message})") from exc
 
 
 def _is_glob(text):
@@ -287,6 +301,9 @@ class _Policy:
             raise JanitorError(f"keep_latest: {keep!r} is not valid; use a whole number, 0 or more "
                                f"(the images to keep per repository)")
         self.keep_latest = keep
+        if keep is not None and not (self.filters or self.all):
+            raise JanitorError("keep_latest applies to the images filters or all select; give filters (for example "
+                               "reference: myapp) or all: true with it")
         exclude = params.get("exclude") or []
         if isinstance(exclude, str):
             exclude = [exclude]
@@ -295,6 +312,7 @@ class _Policy:
             text = str(item).strip()
             if not text:
                 raise JanitorError("exclude: an empty value is not allowed; give references, globs or image IDs")
+            _check_exclude(text)
             self.exclude.append(text)
         self.exclude_rx = [(text, compile_glob(text, "exclude")) for text in self.exclude if _is_glob(text)]
         # a name without tag protects every reference in that repository, as reference= would select them all
