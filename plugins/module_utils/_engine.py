@@ -172,6 +172,10 @@ def connect(params):
             missing_required_lib(f"{SDK_PACKAGE} (Docker SDK for Python) >= {SDK_MIN_VERSION}"),
             exception=SDK_IMPORT_ERROR,
         )
+    if params.get("docker_host") is not None and not str(params["docker_host"]).strip():
+        # an empty value (an unset variable, a failed lookup) must not quietly mean the host's default daemon
+        raise JanitorError(f"docker_host is empty: name the daemon, such as {DEFAULT_DOCKER_HOST}, or leave the "
+                           f"option out to use DOCKER_HOST or that default")
     host = params.get("docker_host") or DEFAULT_DOCKER_HOST
     api_version = params.get("api_version") or "auto"
     auto = api_version.lower() == "auto"
