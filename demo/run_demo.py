@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """`make demo`: a private Docker engine with sample images, a dry run, the real run, and a summary.
 
 The engine is private (its own socket under /tmp, no networking) and is stopped at the end; the host's own Docker

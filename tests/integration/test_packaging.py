@@ -30,8 +30,10 @@ def installed(tmp_path_factory):
     tarballs = list(out.glob("janitor-docker-*.tar.gz"))
     assert len(tarballs) == 1
     target = tmp_path_factory.mktemp("collections")
-    inst = _run(str(BIN / "ansible-galaxy"), "collection", "install", "--no-deps", "-p", str(target),
-                str(tarballs[0]))
+    # only the fresh path: the development link in ANSIBLE_COLLECTIONS_PATH would make the install a no-op
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(target))
+    inst = _run(str(BIN / "ansible-galaxy"), "collection", "install", "--no-deps", "--force", "-p", str(target),
+                str(tarballs[0]), env=env)
     assert inst.returncode == 0, inst.stderr
     return tarballs[0], target
 
