@@ -223,7 +223,7 @@ def test_killed_daemon_and_unreachable_host_do_not_stop_the_others(runs, fleet):
 
 CONNECTION_PLAY = """
 - name: Connection settings, play level and role level
-  hosts: localhost
+  hosts: all
   gather_facts: false
   module_defaults:
     group/janitor.docker.docker:
@@ -235,12 +235,18 @@ CONNECTION_PLAY = """
 """
 
 
-@pytest.mark.parametrize("role_host", [None, "unix:///tmp/jd-no-such-daemon-role.sock"])
-def test_connection_settings_layer_over_the_play_module_defaults(tmp_path, role_host):
+def test_connection_settings_layer_over_the_play_module_defaults(tmp_path):
     """Unset role variables leave the play's group module_defaults alone; set ones override that option only."""
     playbook = tmp_path / "play.yml"
     playbook.write_text(CONNECTION_PLAY)
-    run = run_playbook(playbook, extra_vars={"image_cleanup_docker_host": role_host} if role_host else None)
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {
+        "play_level": local,
+        "role_level": dict(local, image_cleanup_docker_host="unix:///tmp/jd-no-such-daemon-role.sock"),
+    }}}))
+    run = run_playbook(playbook, inventory=str(inventory))
     assert run.rc == 2
-    error = run.task(TASK + "Read the storage facts and findings", "localhost")["msg"]
-    assert (role_host or "unix:///tmp/jd-no-such-daemon-play.sock") in error
+    read = TASK + "Read the storage facts and findings"
+    assert "unix:///tmp/jd-no-such-daemon-play.sock" in run.task(read, "play_level")["msg"]
+    assert "unix:///tmp/jd-no-such-daemon-role.sock" in run.task(read, "role_level")["msg"]
