@@ -285,3 +285,23 @@ def test_all_next_to_a_container_held_image(clean_engine, images):
     assert kept["action"] == "kept" and kept["reason"] == "container" and kept["containers"] == [container]
     assert clean_engine.state()["containers"] == {container: busybox}
     assert tags_left(clean_engine) == ["sel-busybox:1"]
+
+
+@pytest.mark.parametrize("args, words", [
+    ({"filters": {"dangling": True, "colour": "red"}}, ["colour", "before, dangling, label, label!, reference"]),
+    ({"filters": {"until": "ten days"}}, ["until", "ten days", "10d"]),
+    ({"filters": {"reference": "app["}}, ["reference", "app["]),
+    ({"filters": {"before": "nosuch:1"}}, ["before", "nosuch:1"]),
+    ({"filters": {"reference": "app"}, "keep_latest": -2}, ["keep_latest", "-2"]),
+])
+def test_bad_selection_fails_before_removing_anything(clean_engine, images, args, words):
+    from tests.harness.ansible_runner import run_module
+
+    images.simple("app:1")
+    before = clean_engine.state()
+    for check_mode in (True, False):
+        result = run_module("image_remove", {"docker_host": clean_engine.url, **args}, check_mode=check_mode)
+        assert result.failed
+        for word in words:
+            assert word in result["msg"]
+    assert clean_engine.state() == before

@@ -81,6 +81,11 @@ def test_negative_keep_latest_refused():
         run(snap(), filters={"dangling": True}, keep_latest=-1)
 
 
+def test_keep_latest_needs_a_selection():
+    with pytest.raises(JanitorError, match="keep_latest.*filters.*all"):
+        run(snap(), keep_latest=2)
+
+
 def test_bad_exclude_glob_refused():
     with pytest.raises(JanitorError, match="exclude"):
         run(snap(), filters={"dangling": True}, exclude=["app[x"])
