@@ -96,6 +96,7 @@ def test_dry_run_and_real_reports_differ_only_in_the_mark():
     dry = f.image_cleanup_fleet_report([_host("h", results=copy.deepcopy(results), dry_run=True)], ["h"],
                                        dry_run=True, generated_at="t1")
     real = f.image_cleanup_fleet_report([_host("h", results=results)], ["h"], dry_run=False, generated_at="t2")
+
     def strip(report):
         return {k: v for k, v in report.items() if k not in ("dry_run", "generated_at")}
 
