@@ -107,7 +107,7 @@ def _rule(rule, result, index: int, ran: bool) -> dict:
     name = str(rule.get("name") or f"rule {index + 1}")
     entry = {"name": name, "status": "not run", "changed": False, "error": None,
              "space_reclaimed": 0, "counts": {k: 0 for k in COUNTED},
-             "untagged": [], "deleted": [], "skipped": [], "not_found": [], "kept": []}
+             "untagged": [], "deleted": [], "skipped": [], "not_found": [], "kept": [], "prediction_notes": []}
     if not isinstance(result, Mapping):
         entry["status"] = "not run" if not ran else "no result"
         return entry
@@ -130,6 +130,7 @@ def _rule(rule, result, index: int, ran: bool) -> dict:
          "reason": i.get("reason")}
         for i in _items(result.get("images")) if isinstance(i, Mapping) and i.get("action") == "kept"
     ])
+    entry["prediction_notes"] = sorted({str(n) for n in _items(result.get("prediction_notes"))})
     entry["space_reclaimed"] = _int(result.get("space_reclaimed"))
     entry["counts"] = {
         "untagged": len(entry["untagged"]),
@@ -312,6 +313,8 @@ def image_cleanup_summary_lines(summary) -> list:
         lines.append(text)
     for missing in summary["not_found"]:
         lines.append(f"not found {missing['image']} (rule '{missing['rule']}')")
+    for rule in summary["rules"]:
+        lines.extend(f"prediction note (rule '{rule['name']}'): {note}" for note in rule.get("prediction_notes", []))
     return lines
 
 

@@ -109,12 +109,15 @@ def test_lines():
         {"id": "c", "severity": "critical", "message": "loop", "remedy": "direct-lvm"},
     ])
     assert lines == ["[CRITICAL] c: loop -- remedy: direct-lvm", "[INFO] i: fine"]
-    results = [_rule_result(deleted=["sha256:1"], space_reclaimed=2_500_000), _rule_result(changed=False)]
+    results = [_rule_result(deleted=["sha256:1"], space_reclaimed=2_500_000, prediction_notes=["parents vary"]),
+               _rule_result(changed=False)]
     summary = _host("h", dry_run=True, results=results)
+    assert summary["rules"][0]["prediction_notes"] == ["parents vary"]
     text = f.image_cleanup_summary_lines(summary)
     assert text[0].startswith("DRY RUN")
     assert "rule 'old': untagged 0, deleted 1, skipped 0, kept 0, not found 0, containers removed 0, " \
            "space reclaimed 2.5 MB" in text
+    assert text[-1] == "prediction note (rule 'old'): parents vary"
     assert f.image_cleanup_summary_lines({}) == ["no summary"]
 
 
