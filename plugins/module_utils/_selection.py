@@ -595,3 +595,22 @@ def annotate(result, snapshot, requests, kept):
         entry.update({k: v for k, v in item.items() if k not in ("id", "references")})
         result.setdefault("images", []).append(entry)
     return result
+
+
+def check_protected(snapshot, params, deleted):
+    """JanitorError if the plan deletes an image ``exclude`` protects (an untagged parent the engine would delete
+    with its last child, as ``prune`` does): ``exclude`` must hold whatever the path."""
+    policy = _Policy({"exclude": params.get("exclude")}, 0)
+    if not policy.exclude:
+        return
+    by_id = snapshot.by_id()
+    hit = []
+    for image_id in deleted:
+        image = by_id.get(image_id)
+        protector = _excluded_by(image, policy) if image is not None else None
+        if protector is not None:
+            hit.append(f"{image_id} (exclude {protector})")
+    if hit:
+        raise JanitorError("the removal would delete images that exclude protects, as untagged parents of removed "
+                           "images (prune): " + ", ".join(hit) + "; nothing was removed. Set prune: false to keep "
+                           "untagged parents", images=[h.split(" ", 1)[0] for h in hit])

@@ -129,6 +129,8 @@ options:
         reference (V(app:1); a name without tag, V(app), protects every tag of that repository), a glob
         (V(app:1.*), V(team/*)), or an image ID or ID prefix.
       - Protected images are listed in RV(images) with RV(images[].action=kept) and RV(images[].reason=excluded).
+      - When the engine would delete a protected untagged parent image together with its last child (O(prune)),
+        the task fails before anything is removed; set O(prune=false) to keep untagged parents.
     type: list
     elements: str
     default: []
@@ -438,6 +440,7 @@ class ImageRemover:
             requests, not_found = self.requests(snapshot)
             plan = self.plan(client, snapshot, requests, not_found)
             predicted = plan.result()
+            _selection.check_protected(snapshot, self.params, predicted["deleted"])
             if self.module.check_mode:
                 if plan.uncertain:
                     predicted["prediction_notes"] = list(plan.uncertain)

@@ -478,3 +478,13 @@ def test_annotate_names_rules_and_lists_kept_images():
               "skipped": [{"image": iid("a1"), "reason": "container"}]}
     _selection.annotate(result, s, requests, [])
     assert result["images"][0]["reason"] == "container"
+
+
+def test_check_protected_refuses_deleting_an_excluded_parent():
+    s = chain()
+    _selection.check_protected(s, {"exclude": []}, [iid("mid")])
+    _selection.check_protected(s, {"exclude": ["base:1"]}, [iid("mid"), iid("top")])
+    with pytest.raises(JanitorError) as info:
+        _selection.check_protected(s, {"exclude": [iid("mid")[7:20]]}, [iid("top"), iid("mid")])
+    assert iid("mid") in info.value.message and "prune: false" in info.value.message
+    assert info.value.details["images"] == [iid("mid")]
