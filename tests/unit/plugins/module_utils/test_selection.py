@@ -488,3 +488,76 @@ def test_check_protected_refuses_deleting_an_excluded_parent():
         _selection.check_protected(s, {"exclude": [iid("mid")[7:20]]}, [iid("top"), iid("mid")])
     assert iid("mid") in info.value.message and "prune: false" in info.value.message
     assert info.value.details["images"] == [iid("mid")]
+
+
+@st.composite
+def random_case(draw):
+    n = draw(st.integers(1, 12))
+    repos = ["app", "web", "team/app", "localhost:5000/app"]
+    images = []
+    for i in range(n):
+        tags = tuple(sorted({f"{draw(st.sampled_from(repos))}:{draw(st.integers(0, 3))}"
+                             for _ in range(draw(st.integers(0, 2)))}))
+        parent = images[draw(st.integers(0, i - 1))].id if i and draw(st.booleans()) else ""
+        labels = {}
+        if draw(st.booleans()):
+            labels["tier"] = draw(st.sampled_from(["web", "db"]))
+        images.append(ImageRecord(id=iid(f"r{i}"), parent=parent, tags=tags, created=draw(st.integers(0, 5)),
+                                  size=10, labels=tuple(sorted(labels.items()))))
+    # a tag names one image only
+    seen = set()
+    unique = []
+    for image in images:
+        tags = tuple(t for t in image.tags if t not in seen)
+        seen.update(tags)
+        unique.append(ImageRecord(id=image.id, parent=image.parent, tags=tags, created=image.created, size=10,
+                                  labels=image.labels))
+    containers = [ContainerRecord(f"c{i}", unique[draw(st.integers(0, n - 1))].id) for i in range(draw(st.integers(0, 3)))]
+    filters = {}
+    if draw(st.booleans()):
+        filters["reference"] = draw(st.sampled_from(["app", "*", "*/*", "app:[0-1]", "*:2"]))
+    if draw(st.booleans()):
+        filters["dangling"] = draw(st.booleans())
+    if draw(st.booleans()):
+        filters["label"] = draw(st.sampled_from(["tier", "tier=web"]))
+    if draw(st.booleans()):
+        filters["label!"] = draw(st.sampled_from(["tier", "tier=db"]))
+    params = {"filters": filters, "all": draw(st.booleans()),
+              "exclude": draw(st.lists(st.sampled_from(["app:1", "web", "team/*", iid("r0")[7:19]]), max_size=2)),
+              "keep_latest": draw(st.sampled_from([None, 0, 1, 2]))}
+    if params["keep_latest"] is not None and not (filters or params["all"]):
+        params["keep_latest"] = None
+    return Snapshot(images=tuple(unique), containers=tuple(containers)), params
+
+
+@given(random_case())
+@settings(max_examples=300, deadline=None)
+def test_selection_invariants(case):
+    s, params = case
+    requests, kept = _selection.select(s, params, NOW)
+    by_id = s.by_id()
+    used = {c.image_id for c in s.containers}
+    kept_ids = {k["id"] for k in kept if k["reason"] != "keep_latest"}
+    policy = _selection._Policy(params, NOW)
+    for request in requests:
+        image = by_id[request.image_id]
+        assert request.image_id not in kept_ids
+        assert _selection._excluded_by(image, policy) is None
+        if params["all"]:
+            assert image.id not in used
+        if request.kind == "reference":
+            assert request.target in image.references
+        else:
+            assert "reference" not in params["filters"]
+        if params["filters"].get("dangling") is True:
+            assert not image.tags
+    assert len({(r.kind, r.target) for r in requests}) == len(requests)
+    if params["keep_latest"]:
+        count = {}
+        for entry in kept:
+            if entry["reason"] == "keep_latest":
+                count[entry["repository"]] = count.get(entry["repository"], 0) + 1
+        assert all(v <= params["keep_latest"] for v in count.values())
+    # the same selection whatever the listing order
+    assert _selection.select(Snapshot(images=tuple(reversed(s.images)), containers=s.containers), params, NOW) == (
+        requests, kept)
