@@ -121,7 +121,8 @@ PRUNE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("cli_filters, filters", PRUNE_CASES, ids=["all", "until", "label!", "label!=value", "label+until"])
+@pytest.mark.parametrize("cli_filters, filters", PRUNE_CASES,
+                         ids=["all", "until", "label!", "label!=value", "label+until"])
 def test_all_matches_docker_image_prune_a(clean_engine, images, cli_filters, filters):
     listing_state(images)
     busybox = images.busybox_image("sel-busybox:1")
@@ -211,7 +212,8 @@ def test_reference_globs_over_several_repositories(clean_engine, images):
 
 def test_labels_with_and_without_values_and_label_not(clean_engine, images):
     web, web_team, db, plain = images.load([
-        ImageSpec(["l:web"], "sel-l1", {"tier": "web"}), ImageSpec(["l:webteam"], "sel-l2", {"tier": "web", "team": "x"}),
+        ImageSpec(["l:web"], "sel-l1", {"tier": "web"}),
+        ImageSpec(["l:webteam"], "sel-l2", {"tier": "web", "team": "x"}),
         ImageSpec(["l:db"], "sel-l3", {"tier": "db"}), ImageSpec(["l:plain"], "sel-l4"),
     ])
     result = check_real_rerun(clean_engine, {"filters": {"label": ["tier=web", "team"]}})

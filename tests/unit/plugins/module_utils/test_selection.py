@@ -512,7 +512,8 @@ def random_case(draw):
         seen.update(tags)
         unique.append(ImageRecord(id=image.id, parent=image.parent, tags=tags, created=image.created, size=10,
                                   labels=image.labels))
-    containers = [ContainerRecord(f"c{i}", unique[draw(st.integers(0, n - 1))].id) for i in range(draw(st.integers(0, 3)))]
+    containers = [ContainerRecord(f"c{i}", unique[draw(st.integers(0, n - 1))].id)
+                  for i in range(draw(st.integers(0, 3)))]
     filters = {}
     if draw(st.booleans()):
         filters["reference"] = draw(st.sampled_from(["app", "*", "*/*", "app:[0-1]", "*:2"]))
