@@ -232,6 +232,14 @@ def image_cleanup_fleet_report(summaries, hosts, dry_run=False, generated_at=Non
 
     findings = _sort_findings(findings)
     severities = {s: sum(1 for f in findings if f["severity"] == s) for s in SEVERITY_RANK}
+    # each distinct remedy once, with the hosts it applies to: a fleet shares most findings
+    remedies = {}
+    for finding in findings:
+        if finding["remedy"]:
+            key = (finding["id"], finding["severity"], finding["remedy"])
+            remedies.setdefault(key, []).append(finding["host"])
+    remedy_list = [{"id": k[0], "severity": k[1], "remedy": k[2], "hosts": sorted(set(h))}
+                   for k, h in sorted(remedies.items(), key=lambda kv: (-_rank(kv[0][1]), kv[0][0], kv[0][2]))]
     return {
         "report": "janitor.docker.image_cleanup",
         "dry_run": bool(dry_run),
@@ -249,6 +257,7 @@ def image_cleanup_fleet_report(summaries, hosts, dry_run=False, generated_at=Non
         "skipped": sorted(skipped, key=lambda s: (s["host"], _key(s))),
         "not_found": sorted(not_found, key=lambda n: (n["host"], _key(n))),
         "findings": findings,
+        "remedies": remedy_list,
         "failed_hosts": failed,
     }
 

@@ -87,6 +87,8 @@ def test_fleet_report_is_sorted_and_totals_add_up():
     assert report["totals"]["deleted"] == 1 and report["totals"]["space_reclaimed"] == 10
     assert [(x["host"], x["severity"]) for x in report["findings"]] == [("h1", "critical"), ("h2", "warning")]
     assert report["findings_by_severity"] == {"critical": 1, "warning": 1, "info": 0}
+    assert report["remedies"] == [{"id": "c", "severity": "critical", "remedy": "r", "hosts": ["h1"]},
+                                  {"id": "w", "severity": "warning", "remedy": "r", "hosts": ["h2"]}]
     assert report["failed_hosts"] == [{"host": "h1", "task": "t", "error": "bad"},
                                       {"host": "h3", "task": None, "error": f.NO_RESULT}]
 
