@@ -598,11 +598,13 @@ def _unique(values):
     return out
 
 
-def apply_answers(snapshot, rules, untagged, deleted):
-    """{image ID: sorted references} after the answered untags and deletions, for the images they touched."""
-    refs = {image.id: list(image.references) for image in snapshot.images}
+def apply_answers(snapshot, rules, untagged, deleted, only=None):
+    """{image ID: sorted references} after the answered untags and deletions, for the images they touched
+    (only the images in ``only`` when given: the result lists no others)."""
+    images = snapshot.images if only is None else [image for image in snapshot.images if image.id in only]
+    refs = {image.id: list(image.references) for image in images}
     owner = {}
-    for image in snapshot.images:
+    for image in images:
         for ref in image.references:
             owner.setdefault(ref, image.id)
     for ref in untagged:
@@ -646,7 +648,9 @@ def build_result(plan_, answers, skipped, error=None):
         image = by_id[image_id]
         parent = by_id.get(image.parent)
         space += max(0, image.size - (parent.size if parent else 0))
-    after = apply_answers(snapshot, plan_.rules, untagged, deleted)
+    selected_set = set(plan_.selected)
+    touched = list(plan_.selected) + [i for i in deleted if i not in selected_set]
+    after = apply_answers(snapshot, plan_.rules, untagged, deleted, only=set(touched))
     untagged_set = set(untagged)
     skipped_ids = {entry["image"] for entry in skipped}
     images = []
@@ -661,8 +665,6 @@ def build_result(plan_, answers, skipped, error=None):
         else:
             action = "unchanged"
         images.append({"id": image_id, "references": list(image.references), "size": image.size, "action": action})
-    selected_set = set(plan_.selected)
-    touched = list(plan_.selected) + [i for i in deleted if i not in selected_set]
     diff = {
         "before": {"images": {i: sorted(by_id[i].references) for i in touched}},
         "after": {"images": {i: sorted(after[i]) for i in touched if i in after}},
