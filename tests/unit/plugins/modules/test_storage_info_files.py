@@ -117,7 +117,7 @@ def test_configuration_path_that_is_not_a_regular_file(tmp_path, option, kind):
         path.mkdir()
     args = {**_base(tmp_path), option: str(path), "docker_info": _info(tmp_path, "", "")}
     try:
-        result, _proc = _run(args, timeout=5)
+        result, _proc = _run(args, timeout=3)
     except subprocess.TimeoutExpired:
         pytest.fail(f"storage_info hung reading {kind} given as {option}")
     assert not result.get("failed"), result
