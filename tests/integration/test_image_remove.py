@@ -204,7 +204,7 @@ def test_digest_references_from_a_registry(clean_engine, images, registry):
     digest = next(d for d in clean_engine.api.inspect_image(ids["img"])["RepoDigests"] if d.startswith(name + "@"))
     with_tag = f"{pushed}@{digest.split('@')[1]}"
     for value in (digest, with_tag):
-        result, errors, _ = same_as_cli(clean_engine, setup, [value], [[digest]])
+        result, errors, _ids = same_as_cli(clean_engine, setup, [value], [[digest]])
         assert errors == []
         if clean_engine.containerd_store:
             # containerd: a digest removal untags every tag of that repository
@@ -214,11 +214,11 @@ def test_digest_references_from_a_registry(clean_engine, images, registry):
             assert result["untagged"] == [digest]
         assert result["deleted"] == [] and result["images"][0]["action"] == "untagged"
     # removing the repository's last tag: the classic store drops its digests too
-    result, errors, _ = same_as_cli(clean_engine, setup, [pushed], [[pushed]])
+    result, errors, _ids = same_as_cli(clean_engine, setup, [pushed], [[pushed]])
     expected = [pushed] if clean_engine.containerd_store else sorted([pushed, digest])
     assert errors == [] and result["untagged"] == expected
     # and the last tag elsewhere deletes the image
-    result, errors, _ = same_as_cli(clean_engine, setup, [pushed, "app:src"], [[pushed], ["app:src"]])
+    result, errors, _ids = same_as_cli(clean_engine, setup, [pushed, "app:src"], [[pushed], ["app:src"]])
     assert errors == [] and result["deleted"] == [ids["img"]]
 
 
@@ -256,7 +256,7 @@ def test_parent_tag_with_a_child(clean_engine, images):
 
 @pytest.mark.parametrize("prune", [True, False])
 def test_child_and_parent(clean_engine, images, prune):
-    result, errors, _ = same_as_cli(clean_engine, lambda: build_pair(images), ["pc-parent:1", "pc-child:1"],
+    result, errors, _ids = same_as_cli(clean_engine, lambda: build_pair(images), ["pc-parent:1", "pc-child:1"],
                                     [["--no-prune", "pc-child:1"] if not prune else ["pc-child:1"],
                                      ["--no-prune", "pc-parent:1"] if not prune else ["pc-parent:1"]],
                                     prune=prune)
@@ -288,7 +288,7 @@ def test_stopped_container(clean_engine, images, policy):
         result = module(clean_engine, ["used:1"], containers="fail")
         assert result.failed and ids["img"] in result["msg"] and ids["ctr"][:12] in result["msg"]
         assert clean_engine.state() == before
-        rc, _, _, err = cli_rmi(clean_engine, "used:1")
+        rc, _untagged, _deleted, err = cli_rmi(clean_engine, "used:1")
         assert rc != 0 and "is using its referenced image" in err
         return
     if policy == "skip":
@@ -322,7 +322,7 @@ def test_running_container(clean_engine, images, policy):
         assert result["skipped"] == [{"image": image, "references": listed(clean_engine, image),
                                       "reason": "running_container", "containers": [container]}]
     assert clean_engine.state() == before
-    rc, _, _, err = cli_rmi(clean_engine, "-f", image)
+    rc, _untagged, _deleted, err = cli_rmi(clean_engine, "-f", image)
     assert rc != 0 and "running container" in err
 
 

@@ -49,11 +49,11 @@ def running(n, image):
 @pytest.mark.parametrize("store", STORES)
 def test_three_tags_removed_one_by_one(store):
     snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("a:1", "a:2", "b:1"), size=10),), store=store)
-    _, first = run(snapshot, ["a:1"])
+    _plan, first = run(snapshot, ["a:1"])
     assert (first["untagged"], first["deleted"], first["images"][0]["action"]) == (["a:1"], [], "untagged")
-    _, both = run(snapshot, ["a:1", "a:2"])
+    _plan, both = run(snapshot, ["a:1", "a:2"])
     assert (both["untagged"], both["deleted"]) == (["a:1", "a:2"], [])
-    _, all_three = run(snapshot, ["a:1", "a:2", "b:1"])
+    _plan, all_three = run(snapshot, ["a:1", "a:2", "b:1"])
     assert (all_three["untagged"], all_three["deleted"]) == (["a:1", "a:2", "b:1"], [iid(1)])
     assert all_three["space_reclaimed"] == 10
     assert all_three["diff"] == {"before": {"images": {iid(1): ["a:1", "a:2", "b:1"]}}, "after": {"images": {}}}
@@ -74,23 +74,23 @@ def test_id_with_several_tags_needs_force(store, tags):
 
 def test_classic_tag_removal_takes_the_repository_digests():
     snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("r/x:1", "y:1"), digests=(f"r/x@{dig(1)}",)),))
-    _, result = run(snapshot, ["r/x:1"])
+    _plan, result = run(snapshot, ["r/x:1"])
     assert result["untagged"] == ["r/x:1", f"r/x@{dig(1)}"]
     assert result["diff"]["after"]["images"] == {iid(1): ["y:1"]}
 
 
 def test_classic_digest_removal_untags_only_the_digest():
     snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("r/x:1", "r/x:2"), digests=(f"r/x@{dig(1)}",)),))
-    _, result = run(snapshot, [f"r/x@{dig(1)}"])
+    _plan, result = run(snapshot, [f"r/x@{dig(1)}"])
     assert (result["untagged"], result["deleted"]) == ([f"r/x@{dig(1)}"], [])
 
 
 def test_containerd_digest_removal_untags_every_tag_of_the_repository():
     image = ImageRecord(iid(1), tags=("r/x:1", "r/x:2", "y:1"), digests=(f"y@{iid(1)}",))
     snapshot = Snapshot(images=(image,), store=CONTAINERD)
-    _, result = run(snapshot, [f"r/x@{iid(1)}"])
+    _plan, result = run(snapshot, [f"r/x@{iid(1)}"])
     assert (result["untagged"], result["deleted"]) == (["r/x:1", "r/x:2"], [])
-    _, result = run(snapshot, [f"r/x@{iid(1)}", "y:1"])
+    _plan, result = run(snapshot, [f"r/x@{iid(1)}", "y:1"])
     assert (result["untagged"], result["deleted"]) == (["r/x:1", "r/x:2", "y:1"], [iid(1)])
 
 
@@ -108,7 +108,7 @@ def test_classic_parent_by_id_is_blocked_by_its_child():
 
 
 def test_classic_parent_by_tag_is_untagged_and_kept():
-    _, result = run(parent_child(CLASSIC), ["p:1"])
+    _plan, result = run(parent_child(CLASSIC), ["p:1"])
     assert (result["untagged"], result["deleted"]) == (["p:1"], [])
     assert result["skipped"] == [{"image": iid(1), "references": ["p:1"], "reason": "child_images", "containers": []}]
     assert result["images"][0]["action"] == "untagged"
@@ -127,21 +127,21 @@ def test_child_then_parent(store):
 @pytest.mark.parametrize("store", STORES)
 def test_untagged_parent_is_pruned(store):
     snapshot = Snapshot(images=(ImageRecord(iid(1)), ImageRecord(iid(2), parent=iid(1), tags=("c:1",))), store=store)
-    _, result = run(snapshot, ["c:1"])
+    _plan, result = run(snapshot, ["c:1"])
     assert result["deleted"] == sorted([iid(1), iid(2)])
-    _, result = run(snapshot, ["c:1"], prune=False)
+    _plan, result = run(snapshot, ["c:1"], prune=False)
     assert result["deleted"] == [iid(2)]
 
 
 def test_classic_prune_stops_at_a_parent_with_another_child():
     snapshot = Snapshot(images=(ImageRecord(iid(1)), ImageRecord(iid(2), parent=iid(1), tags=("c:1",)),
                                 ImageRecord(iid(3), parent=iid(1), tags=("d:1",))))
-    _, result = run(snapshot, ["c:1"])
+    _plan, result = run(snapshot, ["c:1"])
     assert result["deleted"] == [iid(2)]
 
 
 def test_containerd_parent_by_id_is_deleted_despite_its_child():
-    _, result = run(parent_child(CONTAINERD), [iid(1)])
+    _plan, result = run(parent_child(CONTAINERD), [iid(1)])
     assert (result["untagged"], result["deleted"], result["skipped"]) == (["p:1"], [iid(1)], [])
 
 
@@ -178,7 +178,7 @@ def test_container_policies(store, state):
 def test_one_of_several_tags_of_a_used_image_is_allowed(store):
     container = ContainerRecord(id="f" * 64, image_id=iid(1), state="running")
     snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("a:1", "a:2")),), containers=(container,), store=store)
-    _, result = run(snapshot, ["a:1"])
+    _plan, result = run(snapshot, ["a:1"])
     assert result["untagged"] == ["a:1"] and result["skipped"] == []
 
 
@@ -198,14 +198,14 @@ def test_classic_released_layers_need_rootfs():
     assert plan.uncertain == []
     plan, result = run(snapshot, ["c:1", "p:1", "other:1"], layers=layers)
     assert result["deleted_layers"] == sorted(set(chains) | set(_planner.chain_ids(layers[iid(3)])))
-    plan, _ = run(snapshot, ["c:1"])
+    plan, _result = run(snapshot, ["c:1"])
     assert plan.uncertain  # no layers given: check mode says so
 
 
 def test_container_keeps_layers_of_a_force_deleted_image():
     container = stopped(1, iid(1))
     snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("a:1",)),), containers=(container,))
-    _, result = run(snapshot, ["a:1"], layers={iid(1): (dig(1),)}, containers="remove")
+    _plan, result = run(snapshot, ["a:1"], layers={iid(1): (dig(1),)}, containers="remove")
     assert result["deleted_layers"] == [dig(1)]
 
 
@@ -258,7 +258,7 @@ def plan_for(snapshot, values, policy, layers):
                          not_found=resolution.not_found)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graphs())
 def test_random_graph_invariants(case):
     snapshot, values, policy, layers = case
@@ -280,8 +280,7 @@ def test_random_graph_invariants(case):
         assert result["containers_removed"] == []
     # never lose a reference not asked for
     for ref in result["untagged"]:
-        owner = next(img for img in snapshot.images if ref in img.references or (
-            "@" in ref and False))
+        owner = next(img for img in snapshot.images if ref in img.references)
         repo = repository_of(ref)
         assert (ref in asked_refs or owner.id in asked_ids
                 or any(repository_of(a) == repo and a in owner.references for a in asked_refs)), ref
@@ -305,7 +304,7 @@ def test_random_graph_invariants(case):
     assert again.result()["changed"] is False
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, database=None)
 @given(graphs())
 def test_random_graph_fail_policy_changes_nothing_or_raises(case):
     snapshot, values, policy, layers = case
