@@ -174,6 +174,8 @@ def test_report_contents(runs, fleet):
     severities = [ranks[f["severity"]] for f in report["findings"]]
     assert severities == sorted(severities, reverse=True)
     assert report["findings"][0]["host"] == "charlie" and report["findings"][0]["severity"] == "critical"
+    assert report["remedies"][0]["id"] == "devicemapper_loop_lvm" and report["remedies"][0]["hosts"] == ["charlie"]
+    assert "### Remedies" in markdown
 
     assert [f["host"] for f in report["failed_hosts"]] == ["charlie"]
     assert "storage" in report["failed_hosts"][0]["error"]
