@@ -6,10 +6,14 @@ else the first selected kind.
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.janitor.docker.plugins.module_utils import _engine
+from tests.harness.ansible_runner import run_module, run_playbook
 from tests.harness.engines import EngineUnavailable, selected_kinds
 from tests.harness.pki import make_pki, tls_engine
 
@@ -155,3 +159,65 @@ def test_key_content_given_as_path_is_never_echoed(pki, tmp_path):
     for secret in pki.secrets():
         assert secret not in message
     assert "PRIVATE KEY" not in message
+
+
+# -- the modules over TLS: no secret in results or logs --------------------------------------------------------------
+def _tls_args(pki, port):
+    return {"docker_host": f"tcp://127.0.0.1:{port}", "tls_hostname": "janitor-daemon.test", "validate_certs": True,
+            "ca_path": str(pki.ca), "client_cert": str(pki.client_cert), "client_key": str(pki.client_key),
+            "timeout": 20}
+
+
+def _no_secret(pki, text):
+    for secret in pki.secrets():
+        assert secret not in text
+    assert "PRIVATE KEY" not in text
+
+
+def test_modules_over_tls_return_no_secret(pki, tls_daemon):
+    engine, port = tls_daemon
+    from tests.harness.images import ImageFactory  # noqa: PLC0415 - only this test builds images
+
+    image = ImageFactory(engine).simple("tls-victim:1")
+    info = run_module("storage_info", _tls_args(pki, port))
+    assert not info.failed, info
+    assert info["storage"]["source"] == "daemon"
+    removed = run_module("image_remove", dict(_tls_args(pki, port), images=["tls-victim:1"]))
+    assert not removed.failed, removed
+    assert removed["deleted"] == [image]
+    for result in (info, removed):
+        text = json.dumps(result)
+        _no_secret(pki, text)
+        assert str(pki.client_key) in text  # the path is shown (in the invocation), never the content
+
+
+def test_failures_over_tls_return_no_secret(pki, tls_daemon):
+    _engine_, port = tls_daemon
+    for override in ({"client_key": str(pki.other_client_key)}, {"ca_path": str(pki.other_ca)},
+                     {"client_cert": None, "client_key": None}):
+        result = run_module("image_remove", dict(_tls_args(pki, port), images=["x:1"], **override))
+        assert result.failed, result
+        _no_secret(pki, json.dumps(result))
+
+
+def test_playbook_output_holds_no_secret(pki, tls_daemon, tmp_path):
+    """The whole output of ansible-playbook -vvv (module arguments, results, a failure) holds no key content."""
+    _engine_, port = tls_daemon
+    playbook = tmp_path / "tls.yml"
+    args = _tls_args(pki, port)
+    playbook.write_text(yaml.safe_dump([{
+        "hosts": "localhost", "gather_facts": False,
+        "module_defaults": {"group/janitor.docker.docker": args},
+        "tasks": [
+            {"name": "remove", "janitor.docker.image_remove": {"images": ["tls-nothing:1"]}},
+            {"name": "wrong key", "janitor.docker.image_remove": {"images": ["tls-nothing:1"],
+                                                                   "client_key": str(pki.other_client_key)},
+             "ignore_errors": True},
+        ],
+    }]))
+    run = run_playbook(playbook, args=("-vvv",))
+    assert run.rc == 0, run.stdout[-3000:]
+    assert not run.task("remove").get("failed"), run.task("remove")
+    assert "is not the key of client_cert" in run.task("wrong key")["msg"]
+    _no_secret(pki, run.stdout + run.proc.stderr)
+    _no_secret(pki, json.dumps(run.results))
