@@ -75,6 +75,19 @@ class EngineAPIError(JanitorError):
         self.explanation = explanation
 
 
+def guard_secrets(module):
+    """Hide key or certificate text pasted into a path option from everything the module returns.
+
+    ``client_key`` and the other certificate options hold paths, so they are not ``no_log`` (paths are fine to
+    show). When a value looks like PEM text instead, it is added to the module's no-log values, so neither the
+    invocation nor any message repeats it. Call right after creating the ``AnsibleModule``.
+    """
+    for name in ("ca_path", "client_cert", "client_key"):
+        value = module.params.get(name)
+        if isinstance(value, str) and _looks_like_pem(value):
+            module.no_log_values.add(value)
+
+
 def engine_argument_spec(**extra):
     """The connection options plus the module's own ``extra`` options."""
     spec = {name: dict(value) for name, value in ENGINE_ARGUMENT_SPEC.items()}

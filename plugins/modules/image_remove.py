@@ -466,6 +466,7 @@ def main():
         **_selection.SELECTION_ARGUMENT_SPEC,
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    _engine.guard_secrets(module)
     try:
         result = ImageRemover(module).run()
     except _executor.ExecutionError as exc:

@@ -383,6 +383,7 @@ from ansible_collections.janitor.docker.plugins.module_utils._engine import (
     api_error,
     connect,
     engine_argument_spec,
+    guard_secrets,
     is_api_error,
 )
 from ansible_collections.janitor.docker.plugins.module_utils import _storage
@@ -435,6 +436,7 @@ def main():
         )),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    guard_secrets(module)
     try:
         result = StorageInfo(module).run()
     except JanitorError as exc:

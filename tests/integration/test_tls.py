@@ -221,3 +221,16 @@ def test_playbook_output_holds_no_secret(pki, tls_daemon, tmp_path):
     assert "is not the key of client_cert" in run.task("wrong key")["msg"]
     _no_secret(pki, run.stdout + run.proc.stderr)
     _no_secret(pki, json.dumps(run.results))
+
+
+@pytest.mark.parametrize("module", ["image_remove", "storage_info"])
+@pytest.mark.parametrize("option", ["client_key", "client_cert", "ca_path"])
+def test_pasted_pem_is_refused_and_never_returned(pki, tls_daemon, module, option):
+    """A private key (or certificate) pasted where its path belongs: refused, and neither the message nor the
+    invocation in the result repeats it."""
+    _engine_, port = tls_daemon
+    args = dict(_tls_args(pki, port))
+    args[option] = pki.client_key.read_text()
+    result = run_module(module, args)
+    assert result.failed and option in result["msg"], result
+    _no_secret(pki, json.dumps(result))
