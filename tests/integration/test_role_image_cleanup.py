@@ -252,3 +252,41 @@ def test_connection_settings_layer_over_the_play_module_defaults(tmp_path):
     read = TASK + "Read the storage facts and findings"
     assert "unix:///tmp/jd-no-such-daemon-play.sock" in run.task(read, "play_level")["msg"]
     assert "unix:///tmp/jd-no-such-daemon-role.sock" in run.task(read, "role_level")["msg"]
+
+
+def test_storage_fail_on_levels_and_hosts_without_a_result(tmp_path):
+    """No daemon needed: storage facts from docker-info fixtures, no rules. Each level of
+    image_cleanup_storage_fail_on, a disabled check, and a host whose variables fail the role's argument spec
+    (it never reaches the role's block, and the report still lists it)."""
+    loop_lvm = LOOP_LVM.read_text()  # critical (loop-lvm) and warning (deprecated driver)
+    direct_lvm = (LOOP_LVM.parent / "direct-lvm-17.03-docs.txt").read_text()  # warning only
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    hosts = {
+        "loop_default": dict(local, image_cleanup_storage_docker_info=loop_lvm),
+        "loop_never": dict(local, image_cleanup_storage_docker_info=loop_lvm, image_cleanup_storage_fail_on="never"),
+        "direct_default": dict(local, image_cleanup_storage_docker_info=direct_lvm),
+        "direct_warning": dict(local, image_cleanup_storage_docker_info=direct_lvm,
+                               image_cleanup_storage_fail_on="warning"),
+        "unchecked": dict(local, image_cleanup_storage_check=False),
+        "bad_rule": dict(local, image_cleanup_storage_docker_info=direct_lvm,
+                         image_cleanup_rules=[{"images": ["a:1"], "containers": "sometimes"}]),
+    }
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"vars": {"image_cleanup_report_dir": str(tmp_path / "r")},
+                                                 "hosts": hosts}}))
+    run = run_playbook(PLAYBOOK, inventory=str(inventory), check=True)
+    recap = _recap(run.stdout)
+    assert {h: recap[h]["failed"] for h in hosts} == {
+        "loop_default": 1, "loop_never": 0, "direct_default": 0, "direct_warning": 1, "unchecked": 0, "bad_rule": 1,
+    }, run.stdout
+    report = json.loads((tmp_path / "r" / "image-cleanup.dry-run.json").read_text())
+    per_host = {h["host"]: h for h in report["per_host"]}
+    assert per_host["loop_never"]["highest_severity"] == "critical" and per_host["loop_never"]["status"] == "ok"
+    assert per_host["direct_default"]["highest_severity"] == "warning"
+    assert per_host["unchecked"]["highest_severity"] is None
+    failed = {f["host"]: f for f in report["failed_hosts"]}
+    assert sorted(failed) == ["bad_rule", "direct_warning", "loop_default"]
+    assert "no result from the role" in failed["bad_rule"]["error"]
+    assert "warning" in failed["direct_warning"]["error"]
+    summary = run.task(TASK + "Show this host's summary", "unchecked")["msg"]
+    assert "storage: not checked" in summary
