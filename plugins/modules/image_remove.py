@@ -246,7 +246,11 @@ containers_removed:
   type: list
   elements: str
 skipped:
-  description: The selected images left in place (wholly or in part), and why.
+  description:
+    - The selected images left in place (wholly or in part), and why.
+    - To Ansible a true C(skipped) in a task result means that the task was skipped, so when this list is not empty
+      the task is displayed as skipped and counted as skipped in the recap, and callbacks do not show this key;
+      the registered variable holds it (and RV(changed)). Use O(containers=fail) to make such images fail the task.
   returned: always
   type: list
   elements: dict

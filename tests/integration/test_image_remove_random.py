@@ -37,7 +37,7 @@ def graphs(draw):
     return specs, stopped
 
 
-@settings(max_examples=int(os.environ.get("JANITOR_RANDOM_EXAMPLES", "10")), deadline=None, database=None,
+@settings(max_examples=int(os.environ.get("JANITOR_RANDOM_EXAMPLES", "8")), deadline=None, database=None,
           derandomize=os.environ.get("JANITOR_RANDOM_SEEDED", "1") == "1",
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=graphs(), data=st.data())
