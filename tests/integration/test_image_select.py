@@ -125,11 +125,11 @@ PRUNE_CASES = [
                          ids=["all", "until", "label!", "label!=value", "label+until"])
 def test_all_matches_docker_image_prune_a(clean_engine, images, cli_filters, filters):
     listing_state(images)
-    busybox = images.busybox_image("sel-busybox:1")
-    images.running_container(busybox)
+    held = images.simple("sel-held:1", labels={"tier": "web"})
+    images.stopped_container(held)  # created, never started: any image will do, and it is in use all the same
     before = snapshot_of(clean_engine)
     requests, kept = _selection.select(before, {"all": True, "filters": filters}, time.time())
-    assert {k["id"] for k in kept if k["reason"] == "container"} <= {busybox}
+    assert {k["id"] for k in kept if k["reason"] == "container"} <= {held}
     args = ["image", "prune", "-a", "-f"]
     for item in cli_filters:
         args += ["--filter", item]
