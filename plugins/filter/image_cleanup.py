@@ -272,13 +272,12 @@ def _bytes(value) -> str:
 
 
 def image_cleanup_finding_lines(findings) -> list:
-    """Storage findings as lines, most severe first: ``[CRITICAL] id: message -- remedy: ...``."""
+    """Storage findings as lines, most severe first: ``[CRITICAL] id: message``, then its remedy, one entry a line."""
     lines = []
     for finding in _sort_findings([_finding(f) for f in _items(_plain(findings))]):
-        line = f"[{finding['severity'].upper()}] {finding['id']}: {finding['message']}"
-        if finding["remedy"]:
-            line += f" -- remedy: {finding['remedy']}"
-        lines.append(line)
+        lines.append(f"[{finding['severity'].upper()}] {finding['id']}: {finding['message']}")
+        for index, text in enumerate(finding["remedy"].splitlines()):
+            lines.append(("  remedy: " if index == 0 else "    ") + text)
     return lines
 
 
@@ -302,7 +301,8 @@ def image_cleanup_summary_lines(summary) -> list:
     if storage["checked"]:
         lines.append(f"storage: {len(storage['findings'])} finding(s), highest severity "
                      f"{storage['highest_severity'] or 'none'}")
-        lines.extend(f"  {line}" for line in image_cleanup_finding_lines(storage["findings"]))
+        # the remedies were shown by the storage check already: one line per finding here
+        lines.extend(f"  {line}" for line in image_cleanup_finding_lines(storage["findings"]) if line.startswith("["))
     else:
         lines.append("storage: not checked")
     for rule in summary["rules"]:

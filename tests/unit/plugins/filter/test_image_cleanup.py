@@ -108,9 +108,9 @@ def test_dry_run_and_real_reports_differ_only_in_the_mark():
 def test_lines():
     lines = f.image_cleanup_finding_lines([
         {"id": "i", "severity": "info", "message": "fine", "remedy": ""},
-        {"id": "c", "severity": "critical", "message": "loop", "remedy": "direct-lvm"},
+        {"id": "c", "severity": "critical", "message": "loop", "remedy": "direct-lvm:\n{\"a\": 1}"},
     ])
-    assert lines == ["[CRITICAL] c: loop -- remedy: direct-lvm", "[INFO] i: fine"]
+    assert lines == ["[CRITICAL] c: loop", "  remedy: direct-lvm:", '    {"a": 1}', "[INFO] i: fine"]
     results = [_rule_result(deleted=["sha256:1"], space_reclaimed=2_500_000, prediction_notes=["parents vary"]),
                _rule_result(changed=False)]
     summary = _host("h", dry_run=True, results=results)
