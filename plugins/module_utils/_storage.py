@@ -22,6 +22,7 @@ of Docker 1.0 to 1.3, which meant MiB.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -262,6 +263,35 @@ def parse_info_text(text):
 # daemon configuration
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _read_config_file(path):
+    """The bytes of a configuration file: a regular file of at most ``MAX_CONFIG_BYTES``, else ``OSError``.
+
+    Opened without blocking and checked before reading, so a FIFO (which would block forever), a device such as
+    /dev/zero (which never ends) or a directory given as a configuration path is reported, not read.
+    """
+    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    try:
+        info = os.fstat(handle)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        chunks = []
+        size = 0
+        while size <= MAX_CONFIG_BYTES:
+            chunk = os.read(handle, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_CONFIG_BYTES:
+            raise OSError(errno.EFBIG, f"larger than {MAX_CONFIG_BYTES} bytes, not a daemon configuration")
+        return b"".join(chunks)
+    finally:
+        os.close(handle)
+
+
 def _empty_config(path):
     return {"path": path, "exists": False, "storage_driver": None, "storage_opts": [], "error": None}
 
@@ -275,8 +305,7 @@ def read_daemon_json(path):
     if not path:
         return config
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        raw = _read_config_file(path)
     except FileNotFoundError:
         return config
     except OSError as exc:
@@ -334,8 +363,7 @@ def read_sysconfig_storage(path):
     if not path:
         return config
     try:
-        with open(path, "r", encoding="utf-8", errors="replace") as handle:
-            text = handle.read()
+        text = _read_config_file(path).decode("utf-8", errors="replace")
     except FileNotFoundError:
         return config
     except OSError as exc:
