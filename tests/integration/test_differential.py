@@ -199,7 +199,7 @@ def _check(engine, factory, scenario):
         assert check["untagged"] == ours["untagged"] and check["skipped"] == ours["skipped"], context
 
 
-@settings(max_examples=5, deadline=None, derandomize=True, database=None,
+@settings(max_examples=4, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(scenario=scenarios())
 def test_image_remove_matches_docker_rmi(engine, images_for, scenario):

@@ -5,7 +5,6 @@ traceback, and a run cut short must report what it had already done.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -16,23 +15,12 @@ import pytest
 from ansible_collections.janitor.docker.plugins.module_utils import _engine
 from tests.harness.ansible_runner import run_module
 from tests.harness.engines import Engine, engine_spec
-from tests.harness.faults import FakeDaemon, SilentDaemon, StallingProxy, run_module_process, run_python_as
+from tests.harness.faults import FakeDaemon, SilentDaemon, StallingProxy, run_module_process
 from tests.harness.images import ImageFactory, ImageSpec
 
 pytestmark = pytest.mark.engine
 
 NOBODY = "65534"
-
-CONNECT_AS_USER = """
-import json
-from ansible_collections.janitor.docker.plugins.module_utils import _engine
-try:
-    _engine.connect({"docker_host": %r, "timeout": 10})
-    print(json.dumps({"connected": True}))
-except _engine.JanitorError as exc:
-    print(json.dumps({"error": exc.message, "type": type(exc).__name__}))
-"""
-
 
 def _refused(params, *fragments, kind=_engine.JanitorError, names_host=True):
     with pytest.raises(kind) as info:
@@ -70,24 +58,6 @@ def test_no_daemon_at_all():
 
 def test_tcp_port_without_daemon():
     _refused({"docker_host": "tcp://127.0.0.1:1", "timeout": 5}, "cannot reach", kind=_engine.EngineUnreachableError)
-
-
-def test_socket_without_permission(engine):
-    """As an unprivileged user (root would bypass the permission check), the engine's 0660 socket is refused."""
-    root = engine.sock.parent
-    mode = root.stat().st_mode & 0o7777
-    root.chmod(0o755)  # let the user reach the socket itself: its own mode is what must stop them
-    try:
-        assert engine.sock.stat().st_mode & 0o007 == 0, "the daemon's socket must not be open to others"
-        proc = run_python_as(NOBODY, CONNECT_AS_USER % engine.url)
-    finally:
-        root.chmod(mode)
-    assert proc.returncode == 0, proc.stderr
-    answer = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert answer["type"] == "EngineUnreachableError"
-    assert "permission denied" in answer["error"] and engine.url in answer["error"]
-    assert "become" in answer["error"]
-    assert "Traceback" not in proc.stderr
 
 
 # -- API versions -------------------------------------------------------------------------------------------------
@@ -181,7 +151,7 @@ def test_daemon_stops_answering_during_the_run(clean_engine, monkeypatch, tmp_pa
     with StallingProxy(tmp_path / "proxy.sock", clean_engine.sock) as proxy:
         done = _fail_after_first_removal(monkeypatch, proxy.stall)
         started = time.monotonic()
-        result = run_module("image_remove", {"docker_host": proxy.url, "images": ids, "parallel": 1, "timeout": 2})
+        result = run_module("image_remove", {"docker_host": proxy.url, "images": ids, "parallel": 1, "timeout": 1})
         elapsed = time.monotonic() - started
     assert len(done) == 1
     _check_partial_result(result, done[0], ids, proxy.url)
@@ -236,13 +206,13 @@ def test_module_reports_connection_faults(engine, tmp_path, module, fault):
     assert result.get("changed", False) is False
 
 
-@pytest.mark.parametrize("module", sorted(MODULE_CASES))
-def test_module_as_unprivileged_user(engine, module):
-    """The module run as Ansible runs it, in its own process, as a user who may not use the daemon's socket:
-    a failed result that says so and what to do, nothing on stderr."""
+def test_module_as_unprivileged_user(engine, module="image_remove"):
+    """The module run as Ansible runs it, in its own process, as a user who may not use the daemon's socket (root
+    would bypass the permission check): a failed result that says so and what to do, nothing on stderr."""
     mode = engine.sock.parent.stat().st_mode & 0o7777
-    engine.sock.parent.chmod(0o755)
+    engine.sock.parent.chmod(0o755)  # let the user reach the socket itself: its own mode (0660) must stop them
     try:
+        assert engine.sock.stat().st_mode & 0o007 == 0
         result, proc = run_module_process(module, dict(MODULE_CASES[module], docker_host=engine.url), user=NOBODY)
     finally:
         engine.sock.parent.chmod(mode)

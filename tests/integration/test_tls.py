@@ -201,7 +201,8 @@ def test_failures_over_tls_return_no_secret(pki, tls_daemon):
 
 
 def test_playbook_output_holds_no_secret(pki, tls_daemon, tmp_path):
-    """The whole output of ansible-playbook -vvv (module arguments, results, a failure) holds no key content."""
+    """The whole output of ansible-playbook -vvv (module arguments, the result of a TLS failure) holds no key
+    content. (Successful runs over TLS are checked in-process above.)"""
     _engine_, port = tls_daemon
     playbook = tmp_path / "tls.yml"
     args = _tls_args(pki, port)
@@ -209,15 +210,12 @@ def test_playbook_output_holds_no_secret(pki, tls_daemon, tmp_path):
         "hosts": "localhost", "gather_facts": False,
         "module_defaults": {"group/janitor.docker.docker": args},
         "tasks": [
-            {"name": "remove", "janitor.docker.image_remove": {"images": ["tls-nothing:1"]}},
-            {"name": "wrong key", "janitor.docker.image_remove": {"images": ["tls-nothing:1"],
-                                                                   "client_key": str(pki.other_client_key)},
-             "ignore_errors": True},
+            {"name": "wrong key", "ignore_errors": True,
+             "janitor.docker.image_remove": {"images": ["tls-nothing:1"], "client_key": str(pki.other_client_key)}},
         ],
     }]))
     run = run_playbook(playbook, args=("-vvv",))
     assert run.rc == 0, run.stdout[-3000:]
-    assert not run.task("remove").get("failed"), run.task("remove")
     assert "is not the key of client_cert" in run.task("wrong key")["msg"]
     _no_secret(pki, run.stdout + run.proc.stderr)
     _no_secret(pki, json.dumps(run.results))
