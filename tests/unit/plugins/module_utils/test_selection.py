@@ -497,7 +497,7 @@ def random_case(draw):
     images = []
     for i in range(n):
         tags = tuple(sorted({f"{draw(st.sampled_from(repos))}:{draw(st.integers(0, 3))}"
-                             for _ in range(draw(st.integers(0, 2)))}))
+                             for _tag in range(draw(st.integers(0, 2)))}))
         parent = images[draw(st.integers(0, i - 1))].id if i and draw(st.booleans()) else ""
         labels = {}
         if draw(st.booleans()):
