@@ -346,3 +346,15 @@ def test_exclude_holds_for_an_untagged_parent_of_a_removed_image(clean_engine, i
     assert clean_engine.state() == before
     result = check_real_rerun(clean_engine, {"images": ["exb:top"], "exclude": [middle[7:19]], "prune": False})
     assert result["deleted"] == [top] and middle in clean_engine.state()["images"]
+
+
+def test_all_keeps_every_tag_of_an_image_in_use_unlike_prune_a(clean_engine, images):
+    """docker image prune -a strips an in-use image of all its tags but one (observed on all three engines);
+    all: true leaves such an image alone."""
+    held = images.simple("held:1", "held:2", "other/held:3")
+    images.stopped_container(held)
+    result = check_real_rerun(clean_engine, {"all": True})
+    assert result["changed"] is False and entry(result, held)["reason"] == "container"
+    assert tags_left(clean_engine) == ["held:1", "held:2", "other/held:3"]
+    clean_engine.cli("image", "prune", "-a", "-f")
+    assert len(tags_left(clean_engine)) == 1
