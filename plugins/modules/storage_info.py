@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: storage_info
 short_description: Tell whether a host's Docker storage is healthy, devicemapper loop-lvm first
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Reads the storage driver and its status from the Docker daemon (or from the text or JSON of C(docker info)),
     the storage settings in C(/etc/docker/daemon.json) and, on RHEL-family hosts, C(/etc/sysconfig/docker-storage),
@@ -374,8 +374,6 @@ highest_severity:
   sample: critical
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.janitor.docker.plugins.module_utils._engine import (
@@ -441,8 +439,8 @@ def main():
         result = StorageInfo(module).run()
     except JanitorError as exc:
         details = dict(exc.details)
-        exception = details.pop("exception", None) or traceback.format_exc()
-        module.fail_json(msg=exc.message, exception=exception, **details)
+        # an operator error is its message; a traceback only when the error carries one (the SDK import failure)
+        module.fail_json(msg=exc.message, **details)
     module.exit_json(**result)
 
 
