@@ -198,6 +198,8 @@ def test_module_reports_connection_faults(engine, tmp_path, module, fault):
             dead.stop()
     assert result.failed, result
     assert "Traceback" not in result["msg"]
+    # no traceback for Ansible to announce ("An exception occurred during task execution...")
+    assert "exception" not in result, result["exception"]
     expected = {"killed": "cannot reach", "silent": "did not answer in time", "old_daemon": "older than 1.41",
                 "old_api_version": "api_version=1.30"}[fault]
     assert expected in result["msg"], result["msg"]
