@@ -189,6 +189,17 @@ class _State:
     def children(self, image_id):
         return [self.images[i] for i in self._children.get(image_id, ()) if i in self.images]
 
+    def clone(self):
+        """A copy to try a step on (the layer data is shared, it never changes)."""
+        other = copy.copy(self)
+        other.images = {i: _Image(m.id, m.parent, list(m.tags), list(m.digests)) for i, m in self.images.items()}
+        other.containers = dict(self.containers)
+        return other
+
+    def adopt(self, other):
+        self.images = other.images
+        self.containers = other.containers
+
     def snapshot(self, before):
         """The predicted state as a Snapshot (records of ``before`` with the references that remain)."""
         by_id = before.by_id()
@@ -439,16 +450,38 @@ def _groups(snapshot):
     return find
 
 
-def _affected(state, image, requests):
-    """Would these requests take the image's last reference away or delete it (on a scratch copy)?"""
+def _leaves_references(state, image, target):
+    """Would removing ``target`` leave the image other references (tried on a copy)?"""
+    scratch = _Image(image.id, image.parent, list(image.tags), list(image.digests))
+    state.remove_reference(scratch, target)
+    return bool(scratch.refs)
+
+
+def _forced_untag(state, image, target, policy):
+    """``force`` lets the engine untag a reference of an image a container uses when other references remain
+    (classic: the engine refuses it without force when the references form one repository)."""
+    return (policy.force and state.rules.kind != CONTAINERD and bool(state.containers_of(image.id))
+            and state.single_reference(image) and _leaves_references(state, image, target))
+
+
+def _affected(state, image, requests, policy):
+    """Do the containers of this image stand in the way of these requests (tried on a copy)?
+
+    True when the image would be deleted or lose its last reference, or when the engine would refuse a
+    reference removal because of its containers (without ``force``).
+    """
     if any(r.kind == "id" for r in requests):
         return True
-    scratch = copy.deepcopy(image)
+    scratch = _Image(image.id, image.parent, list(image.tags), list(image.digests))
     for request in requests:
-        if request.target in scratch.refs or "@" in request.target:
-            state.remove_reference(scratch, request.target)
-        if not scratch.refs:
+        if request.target not in scratch.refs and "@" not in request.target:
+            continue
+        if not _leaves_references(state, scratch, request.target):
             return True
+        if state.single_reference(scratch) and not _forced_untag(state, scratch, request.target, policy) \
+                and state.rules.kind != CONTAINERD:
+            return True
+        state.remove_reference(scratch, request.target)
     return False
 
 
@@ -465,7 +498,7 @@ def _policy_decisions(snapshot, state, requests, policy):
         if image is None:
             continue
         users = state.containers_of(image_id)
-        if not users or not _affected(state, image, image_requests):
+        if not users or not _affected(state, image, image_requests, policy):
             continue
         running = [c for c in users if c.running]
         reason = REASON_RUNNING if running else REASON_CONTAINER
@@ -496,6 +529,29 @@ def _skipped_entry(snapshot, image_id, reason, containers=()):
         "reason": reason,
         "containers": sorted(containers),
     }
+
+
+def _attempt(state, request, force, prune):
+    """One request on ``state``; raises Conflict (before changing anything) when the engine would refuse it."""
+    image = state.images[request.image_id]
+    if request.kind == "id":
+        return state.remove_by_id(image, force, prune)
+    return state.remove_by_reference(image, request.target, force, prune)
+
+
+def _without_containers(state, request, force, prune, containers):
+    """On a copy without ``containers``: (copy, untagged, deleted) if the image is then deleted, else a Conflict."""
+    trial = state.clone()
+    for container_id in containers:
+        trial.containers.pop(container_id, None)
+    try:
+        untagged, deleted = _attempt(trial, request, force, prune)
+    except Conflict as conflict:
+        return conflict
+    if request.image_id in trial.images and request.image_id not in deleted:
+        return Conflict(REASON_CHILDREN if trial.children(request.image_id) else REASON_CONTAINER,
+                        "the image would stay")
+    return trial, untagged, deleted
 
 
 def plan(snapshot, requests, policy=None, rules=None, layers=None, not_found=()):
@@ -534,7 +590,6 @@ def plan(snapshot, requests, policy=None, rules=None, layers=None, not_found=())
     for image_id, reason in skip.items():
         skipped.append(_skipped_entry(snapshot, image_id, reason, users_by_image.get(image_id, ())))
         skipped_ids.add(image_id)
-    removed_for = set()
     for request in ordered:
         if request.image_id in skipped_ids:
             continue
@@ -545,26 +600,33 @@ def plan(snapshot, requests, policy=None, rules=None, layers=None, not_found=())
                 "@" in request.target and rules.digest_removal_untags_repository
                 and any(repository_of(t) == repository_of(request.target) for t in image.tags)):
             continue  # already untagged by an earlier step
-        if request.image_id in remove_first and request.image_id not in removed_for:
-            removed_for.add(request.image_id)
+        if request.kind == "id":
+            force = policy.force and not state.single_reference(image) and bool(image.refs)
+        else:
+            force = _forced_untag(state, image, request.target, policy)
+        try:
+            if request.kind == "id" and force and request.image_id in remove_first and state.containers_of(
+                    request.image_id):
+                # a forced delete would pass over stopped containers: they are removed first, explicitly
+                raise Conflict(REASON_CONTAINER, "stopped containers use the image")
+            untagged, deleted = _attempt(state, request, force, policy.prune)
+        except Conflict as conflict:
+            outcome = None
+            if conflict.reason == REASON_CONTAINER and request.image_id in remove_first:
+                # containers=remove: the stopped containers go first, but only if the image then goes too
+                outcome = _without_containers(state, request, force, policy.prune, remove_first[request.image_id])
+            if outcome is None or isinstance(outcome, Conflict):
+                reason = outcome.reason if isinstance(outcome, Conflict) else conflict.reason
+                if request.image_id not in skipped_ids:
+                    skipped.append(_skipped_entry(snapshot, request.image_id, reason,
+                                                  users_by_image.get(request.image_id, ())))
+                    skipped_ids.add(request.image_id)
+                continue
+            trial, untagged, deleted = outcome
             for container_id in remove_first[request.image_id]:
                 steps.append(Step(len(steps), "remove_container", container_id, request.image_id,
                                   group(request.image_id)))
-                del state.containers[container_id]
-        force = False
-        try:
-            if request.kind == "id":
-                needs_force = (not state.single_reference(image) and bool(image.refs))
-                force = policy.force and needs_force
-                untagged, deleted = state.remove_by_id(image, force, policy.prune)
-            else:
-                untagged, deleted = state.remove_by_reference(image, request.target, False, policy.prune)
-        except Conflict as conflict:
-            if request.image_id not in skipped_ids:
-                skipped.append(_skipped_entry(snapshot, request.image_id, conflict.reason,
-                                              users_by_image.get(request.image_id, ())))
-                skipped_ids.add(request.image_id)
-            continue
+            state.adopt(trial)
         steps.append(Step(len(steps), "remove_image", request.target, request.image_id, group(request.image_id),
                           force=force, noprune=not policy.prune, given=request.given, rule=request.rule,
                           untagged=untagged, deleted=deleted))

@@ -291,7 +291,8 @@ def test_random_graph_invariants(case):
     after = plan.after.by_id()
     for entry in result["skipped"]:
         if entry["reason"] in ("container", "running_container"):
-            assert sorted(after[entry["image"]].references) == sorted(by_id[entry["image"]].references)
+            assert set(after[entry["image"]].references) >= set(by_id[entry["image"]].references) - set(
+                result["untagged"])
         if entry["reason"] == "multiple_repositories":
             assert set(after[entry["image"]].references) >= set(by_id[entry["image"]].references) - set(
                 result["untagged"]) and set(after[entry["image"]].references)
@@ -316,3 +317,39 @@ def test_random_graph_fail_policy_changes_nothing_or_raises(case):
         return
     used = {c.image_id for c in snapshot.containers}
     assert not used & set(plan.result()["deleted"])
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_containers_are_not_removed_when_the_image_would_stay(store):
+    snapshot = Snapshot(images=(
+        ImageRecord(iid(1), tags=("p:1",)),
+        ImageRecord(iid(2), parent=iid(1), tags=("c:1",)),
+    ), containers=(stopped(1, iid(1)),), store=store)
+    plan, result = run(snapshot, [iid(1)], containers="remove", force=True)
+    if store == CLASSIC:  # the child keeps the parent: its container stays too
+        assert result["containers_removed"] == [] and plan.steps == []
+        assert result["skipped"][0]["reason"] == "child_images"
+    else:
+        assert result["containers_removed"] == [f"{1:064x}"] and result["deleted"] == [iid(1)]
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_forced_id_removal_removes_stopped_containers_first(store):
+    snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("a:1", "b:1")),), containers=(stopped(1, iid(1)),),
+                        store=store)
+    plan, result = run(snapshot, [iid(1)], containers="remove", force=True)
+    assert [s.action for s in plan.steps] == ["remove_container", "remove_image"]
+    assert result["containers_removed"] == [f"{1:064x}"] and result["deleted"] == [iid(1)]
+    _plan, result = run(snapshot, [iid(1)], containers="skip", force=True)
+    assert result["deleted"] == [] and result["skipped"][0]["reason"] == "container"
+
+
+def test_force_untags_one_reference_of_an_image_a_container_uses():
+    """classic: tag and digest of one repository count as one reference; the engine wants force to untag."""
+    snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("r/x:1",), digests=(f"r/x@{dig(1)}",)),),
+                        containers=(stopped(1, iid(1)),))
+    plan, result = run(snapshot, [f"r/x@{dig(1)}"], containers="skip", force=True)
+    assert plan.steps[0].force is True
+    assert (result["untagged"], result["deleted"], result["skipped"]) == ([f"r/x@{dig(1)}"], [], [])
+    _plan, result = run(snapshot, [f"r/x@{dig(1)}"], containers="skip")
+    assert result["untagged"] == [] and result["skipped"][0]["reason"] == "container"
