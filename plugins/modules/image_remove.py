@@ -20,11 +20,11 @@ description:
   - Images used by containers are handled by O(containers), never by accident - a running container's image is
     never deleted.
 author:
-  - janitor.docker contributors
+  - janitor.docker developers (@janitor-docker)
 extends_documentation_fragment:
   - janitor.docker.engine
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.flow
+  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
     support: full
@@ -33,17 +33,14 @@ attributes:
   diff_mode:
     support: full
     details:
-      - The diff lists the references of every selected or deleted image before and after.
+      - The diff lists the references of every selected or deleted image, before and after.
   idempotent:
+    description: Running the module again with the same options changes nothing and reports C(changed=false).
     support: full
   platform:
-    platforms: posix
-  action:
-    support: none
-  bypass_host_loop:
-    support: none
-  action_group:
     support: full
+    platforms: posix
+  action_group:
     membership:
       - janitor.docker.docker
 options:
@@ -250,7 +247,7 @@ skipped:
     - The selected images left in place (wholly or in part), and why.
     - To Ansible a true C(skipped) in a task result means that the task was skipped, so when this list is not empty
       the task is displayed as skipped and counted as skipped in the recap, and callbacks do not show this key;
-      the registered variable holds it (and RV(changed)). Use O(containers=fail) to make such images fail the task.
+      the registered variable holds it (and C(changed)). Use O(containers=fail) to make such images fail the task.
   returned: always
   type: list
   elements: dict
