@@ -49,9 +49,6 @@ def scenarios(draw):
     owners = {ref: draw(st.integers(0, count - 1)) for ref in refs}
     containers = draw(st.lists(st.integers(0, count - 1), unique=True, max_size=1))
     force = draw(st.booleans())
-    if force:
-        # a stopped container on a parent image named with force: see CONTAINER_REMOVED_FOR_NOTHING below
-        containers = [c for c in containers if c not in parents]
     targets = draw(st.lists(st.integers(0, count - 1), unique=True, min_size=1, max_size=3))
     names = []
     for node in targets:  # each node is named at most once, in one of its forms
@@ -227,13 +224,10 @@ CONTAINER_REMOVED_FOR_NOTHING = {
     "parents": [None, 0], "owners": {}, "containers": [0], "names": [(0, "id")], "force": True}
 
 
-def test_container_is_not_removed_for_an_image_that_stays(engine, images_for, request):
+def test_container_is_not_removed_for_an_image_that_stays(engine, images_for):
     """Found by the random search: a parent image used by a stopped container, named by ID with force and
     containers=remove. The classic store refuses to delete a parent (child images, which force does not override),
-    and docker rmi -f changes nothing; image_remove removes the container and then fails to delete the image, so a
-    container nobody needed removed is gone. The containerd store deletes such a parent, so there both agree."""
-    if not engine.containerd_store:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "_planner._policy_decisions plans the container removal before knowing the image meets a hard conflict "
-            "(child images on the classic store); reported, not fixed here")))
+    and docker rmi -f changes nothing; image_remove removed the container and then failed to delete the image, so a
+    container nobody needed removed was gone (fixed in the planner). The containerd store deletes such a parent,
+    so there both agree."""
     _check(engine, images_for(engine), CONTAINER_REMOVED_FOR_NOTHING)
