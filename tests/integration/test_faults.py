@@ -22,6 +22,7 @@ pytestmark = pytest.mark.engine
 
 NOBODY = "65534"
 
+
 def _refused(params, *fragments, kind=_engine.JanitorError, names_host=True):
     with pytest.raises(kind) as info:
         _engine.connect(params).close()
