@@ -46,7 +46,6 @@ BENCH_VENV = CACHE / "bench-venv"
 COMMUNITY_REQUIREMENTS = BENCH / "requirements-community.txt"
 DEFAULT_OUTPUT = BENCH / "results" / "latest.json"
 SMOKE_OUTPUT = CACHE / "bench-smoke.json"
-PROFILE_OUTPUT = BENCH / "results" / "profile.txt"
 MODULE_PYTHON = REPO / ".venv" / "bin" / "python"
 DESTRUCTIVE = ("janitor_list", "janitor_filter", "docker_rmi", "community_prune")
 
@@ -490,7 +489,8 @@ def main(argv=None) -> int:
             if not args.no_profile:
                 n = max(sizes)
                 log(f"N={n}: profiling the module in-process")
-                sizes[n]["profile"] = profile(be, sizes[n]["image_set"], PROFILE_OUTPUT)
+                profile_path = args.output.with_name(args.output.stem + "-profile.txt")
+                sizes[n]["profile"] = profile(be, sizes[n]["image_set"], profile_path)
     finally:
         be.close()
     for n, size in sizes.items():
