@@ -326,6 +326,32 @@ def test_running_container(clean_engine, images, policy):
     assert rc != 0 and "running container" in err
 
 
+def test_force_untags_a_digest_of_an_image_a_container_uses(clean_engine, images, registry):
+    """classic: a tag and a digest of one repository are one reference to the engine; with a stopped container it
+    refuses to untag the digest unless forced, and forced it only untags. containerd: the digest takes the tag too,
+    so the image would lose its last name - the container policy decides."""
+    def setup():
+        image = load(images, "forced:src", content="forced untag")
+        pushed = registry.push(clean_engine, image, "team/forced", "1")
+        clean_engine.api.remove_image("forced:src")
+        digest = next(d for d in clean_engine.api.inspect_image(image)["RepoDigests"]
+                      if d.startswith(pushed.rsplit(":", 1)[0] + "@"))
+        return {"img": image, "ctr": images.stopped_container(image), "digest": digest}
+
+    clean_engine.reset()
+    ids = setup()
+    rc, _untagged, _deleted, err = cli_rmi(clean_engine, ids["digest"])
+    assert rc != 0 and "must force" in err.replace("must be forced", "must force")
+    if clean_engine.containerd_store:
+        result = check_then_run(clean_engine, [ids["digest"]], force=True, containers="skip")
+        assert result["untagged"] == [] and [s["reason"] for s in result["skipped"]] == ["container"]
+        return
+    result, errors, _ids = same_as_cli(clean_engine, setup, lambda ids: [ids["digest"]], [["-f", "digest"]],
+                                       force=True, containers="skip")
+    assert errors == [] and result["untagged"] == [_ids["digest"]] and result["deleted"] == []
+    assert result["skipped"] == [] and len(clean_engine.state()["containers"]) == 1
+
+
 def test_one_tag_of_a_used_image_is_untagged(clean_engine, images):
     image = load(images, "shared:1", "shared:2", content="two tags, one container")
     images.stopped_container(image)
