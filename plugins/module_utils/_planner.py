@@ -194,11 +194,14 @@ class _State:
         other = copy.copy(self)
         other.images = {i: _Image(m.id, m.parent, list(m.tags), list(m.digests)) for i, m in self.images.items()}
         other.containers = dict(self.containers)
+        other._image_chains = dict(self._image_chains)  # pylint: disable=protected-access
         return other
 
     def adopt(self, other):
         self.images = other.images
         self.containers = other.containers
+        self._image_chains = other._image_chains  # pylint: disable=protected-access
+        self._container_chains = other._container_chains  # pylint: disable=protected-access
 
     def snapshot(self, before):
         """The predicted state as a Snapshot (records of ``before`` with the references that remain)."""
