@@ -238,7 +238,7 @@ def _concurrent_runs(engine, args, barrier, count=2):
 
 def test_two_runs_at_once(clean_engine, images, tmp_path, same_snapshot=True):
     """Two cleanup runs of the same rule on one daemon at once: both succeed and, together, remove exactly what one
-    run removes (check mode tells what that is), each removal reported by exactly one of them."""
+    run removes (check mode tells what that is); no removal is reported by both."""
     engine = clean_engine
     base = images.scratch("race-two-base", tag="race-two-base:1")
     child = images.child("race-two-base:1", "race-two-child", tag="race-two-child:1")
@@ -262,13 +262,11 @@ def test_two_runs_at_once(clean_engine, images, tmp_path, same_snapshot=True):
         assert "Traceback" not in err
     for key in ("untagged", "deleted", "deleted_layers"):
         union = sorted(set(results[0][key]) | set(results[1][key]))
-        if key == "untagged":
-            # when both ask the engine to delete the same image by ID at once, one request can untag a reference
-            # and then fail (the other deleted the image): the engine's error answer does not list that untag, so
-            # nobody reports it. The engine state below proves it went, and nothing else.
-            assert set(union) <= set(expected[key]), (key, results)
-        else:
-            assert union == expected[key], (key, results)
+        # When both runs send a request for the same image at once, the engine may answer one of them with an
+        # error although that request did untag or delete (the other request removed something it needed on the
+        # way); an error answer lists nothing, so neither run reports that part (the image is gone: not an error,
+        # not claimed). Nothing is ever reported twice or beyond the plan, and the engine state below is exact.
+        assert set(union) <= set(expected[key]), (key, results)
         assert not set(results[0][key]) & set(results[1][key]), (key, results)
     for result in results:
         # a run that read the engine after the other had finished finds nothing left to do: not found, no error
