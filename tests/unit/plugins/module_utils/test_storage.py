@@ -16,7 +16,7 @@ from ansible_collections.janitor.docker.plugins.module_utils._engine import Jani
 
 FIXTURES = Path(__file__).resolve().parents[3] / "unit" / "fixtures" / "docker-info"
 DERIVED = FIXTURES / "derived"
-SHARED = Path("/work/shared/fixtures/docker-info")
+SHARED = Path(__file__).resolve().parents[5] / "shared" / "fixtures" / "docker-info"  # ../shared beside the repo
 
 DM_KEYS = ("mode", "pool_name", "pool_blocksize", "base_device_size", "data_file", "metadata_file",
            "data_loop_file", "metadata_loop_file", "data_space_used", "data_space_total", "data_space_available",
