@@ -156,8 +156,8 @@ def apply(client, plan, parallel=4):
     return _planner.build_result(plan, answers, skipped)
 
 
-def differences(predicted, actual):
+def differences(predicted, actual, layers_predicted=True):
     """Keys whose values differ between the plan's prediction and the real result (a race, or a model gap)."""
-    keys = ("untagged", "deleted", "deleted_layers", "containers_removed")
+    keys = ("untagged", "deleted", "containers_removed") + (("deleted_layers",) if layers_predicted else ())
     return {key: {"predicted": predicted[key], "actual": actual[key]} for key in keys
             if predicted[key] != actual[key]}
