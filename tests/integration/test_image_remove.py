@@ -7,13 +7,16 @@ CLI's ``rmi`` on an identical state is the reference the module's ``untagged`` a
 
 from __future__ import annotations
 
+import io
+import json
+import tarfile
 import textwrap
 
 import pytest
 
 from ansible_collections.janitor.docker.plugins.module_utils._planner import RESULT_KEYS
 from tests.harness.ansible_runner import run_module, run_playbook
-from tests.harness.images import ImageSpec
+from tests.harness.images import ImageSpec, save_archive
 
 CONTENT = "janitor image_remove "
 
@@ -122,6 +125,44 @@ def test_id_forms_delete_the_image(clean_engine, images, form):
     result = check_then_run(clean_engine, [value])
     assert (result["untagged"], result["deleted"]) == (["idform:1"], [image])
     assert image not in clean_engine.state()["images"]
+
+
+def config_id(spec):
+    """The image ID the classic store gives a loaded spec: the digest of its config."""
+    with tarfile.open(fileobj=io.BytesIO(save_archive([spec]))) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))
+    return "sha256:" + manifest[0]["Config"][: -len(".json")]
+
+
+def colliding_ids(images, engine):
+    """Load images until two IDs share their first 3 hex characters: (prefix, [both IDs])."""
+    seen = {}
+    if not engine.containerd_store:  # the ID is the config digest: find a pair offline, load only that pair
+        for n in range(5000):
+            spec = ImageSpec([f"amb-{n}:1"], f"{CONTENT} ambiguous {n}")
+            image_id = config_id(spec)
+            if image_id[7:10] in seen:
+                first = seen[image_id[7:10]]
+                assert sorted(images.load([first[1], spec])) == sorted([first[0], image_id])
+                return image_id[7:10], sorted([first[0], image_id])
+            seen[image_id[7:10]] = (image_id, spec)
+    for batch in range(8):  # containerd: the ID is the digest of a manifest the engine writes
+        specs = [ImageSpec([f"amb{batch}-{n}:1"], f"{CONTENT} ambiguous {batch} {n}") for n in range(40)]
+        for image_id in images.load(specs):
+            if image_id[7:10] in seen and seen[image_id[7:10]] != image_id:
+                return image_id[7:10], sorted([seen[image_id[7:10]], image_id])
+            seen[image_id[7:10]] = image_id
+    raise AssertionError("no two of 320 image IDs share 3 hex characters")
+
+
+def test_ambiguous_prefix_lists_the_candidates(clean_engine, images):
+    prefix, candidates = colliding_ids(images, clean_engine)
+    load(images, "present:1")
+    before = clean_engine.state()
+    result = module(clean_engine, ["present:1", prefix])
+    assert result.failed and "ambiguous" in result["msg"] and repr(prefix) in result["msg"]
+    assert all(candidate in result["msg"] for candidate in candidates)
+    assert clean_engine.state() == before
 
 
 def test_not_found_changes_nothing(clean_engine, images):
