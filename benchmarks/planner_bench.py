@@ -98,7 +98,7 @@ def run(images: int = 10_000, containers: int = 5_000, repeat: int = 3, budget: 
             "planner_seconds": round(plan_seconds + result_seconds, 4),
             "steps": len(plan.steps),
             "deleted": len(result["deleted"]),
-            "skipped": len(result["skipped"]),
+            "skipped": len(result.get("skipped_images", result.get("skipped")) or ()),  # the key's newer name first
         }
     return out
 

@@ -224,7 +224,8 @@ def _children_cpu() -> float:
 def summarize(result: dict) -> dict:
     """Counts from a task result (ours, a loop, or docker_prune)."""
     out = {"failed": bool(result.get("failed")), "changed": bool(result.get("changed"))}
-    for key in ("untagged", "deleted", "deleted_layers", "containers_removed", "skipped", "not_found"):
+    for key in ("untagged", "deleted", "deleted_layers", "containers_removed", "skipped", "skipped_images",
+                "not_found"):
         if isinstance(result.get(key), list):
             out[key] = len(result[key])
     if isinstance(result.get("results"), list):
