@@ -82,8 +82,8 @@ def summary(title: str, result: dict) -> None:
         print(f"{key + ':':16} {len(values)}")
         for value in values:
             print(f"    {value}")
-    print(f"skipped:         {len(result.get('skipped') or [])}")
-    for item in result.get("skipped") or []:
+    print(f"skipped:         {len(result.get('skipped_images') or [])}")
+    for item in result.get("skipped_images") or []:
         print(f"    {item.get('image', '')[:19]} {', '.join(item.get('references') or [])}: {item.get('reason')}"
               f" {' '.join(c[:12] for c in item.get('containers') or [])}")
     print(f"space_reclaimed: {result.get('space_reclaimed')} bytes")

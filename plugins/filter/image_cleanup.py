@@ -122,7 +122,7 @@ def _rule(rule, result, index: int, ran: bool) -> dict:
         {"image": s.get("image"), "references": sorted(str(r) for r in _items(s.get("references"))),
          "reason": s.get("reason"), "containers": sorted(str(c) for c in _items(s.get("containers")))}
         if isinstance(s, Mapping) else {"image": str(s), "references": [], "reason": None, "containers": []}
-        for s in _items(result.get("skipped"))
+        for s in _items(result.get("skipped_images"))
     ])
     # selected by filters/all but kept by exclude, keep_latest or a container (image_remove's images[].action)
     entry["kept"] = _sorted_unique([

@@ -9,7 +9,7 @@ groups run concurrently on a bounded thread pool. The result is built from the e
 ``_planner.build_result`` check mode uses on the predicted answers:
 
 * 404 (the image or container is already gone): nothing is reported as ours, the run goes on;
-* 409 (someone changed the image since the snapshot): the image is re-read and reported under ``skipped``;
+* 409 (someone changed the image since the snapshot): the image is re-read and reported under ``skipped_images``;
 * any other error: no new step starts, the task fails, and the result still lists what was done.
 """
 
@@ -56,7 +56,7 @@ def _reason(message):
 
 
 def _reread(client, step, message):
-    """A ``skipped`` entry for an image whose removal met a conflict the plan did not expect."""
+    """A ``skipped_images`` entry for an image whose removal met a conflict the plan did not expect."""
     entry = {"image": step.image_id, "references": [], "reason": _reason(message), "containers": [],
              "detail": f"changed since the snapshot: {message}"}
     try:

@@ -7,7 +7,7 @@
 No engine calls and no Docker SDK here. ``plan()`` copies the snapshot into a mutable state and simulates, step by
 step and in the order the executor will send them, what the engine will answer to each ``DELETE /images/<x>``
 (``Untagged`` and ``Deleted`` entries) or which conflict it would raise. What our policy keeps away from the
-engine (containers, conflicts the engine would refuse) goes to ``skipped`` with a reason.
+engine (containers, conflicts the engine would refuse) goes to ``skipped_images`` with a reason.
 
 ``build_result()`` turns engine answers into the module result; check mode feeds it the predicted answers and the
 real run the answers the engine gave, so both are computed the same way.
@@ -29,7 +29,7 @@ REASON_RUNNING = "running_container"
 REASON_CHILDREN = "child_images"
 REASON_REPOSITORIES = "multiple_repositories"
 
-RESULT_KEYS = ("changed", "untagged", "deleted", "deleted_layers", "containers_removed", "skipped", "not_found",
+RESULT_KEYS = ("changed", "untagged", "deleted", "deleted_layers", "containers_removed", "skipped_images", "not_found",
                "space_reclaimed", "images", "diff")
 
 
@@ -740,7 +740,7 @@ def build_result(plan_, answers, skipped, error=None):
         "deleted": deleted,
         "deleted_layers": layers,
         "containers_removed": containers_removed,
-        "skipped": sorted(skipped, key=lambda s: (s["image"], s["reason"])),
+        "skipped_images": sorted(skipped, key=lambda s: (s["image"], s["reason"])),
         "not_found": list(plan_.not_found),
         "space_reclaimed": space,
         "images": images,

@@ -575,7 +575,7 @@ def annotate(result, snapshot, requests, kept):
     for request in requests:
         first.setdefault(request.image_id, request)
     reasons = {}
-    for entry in result.get("skipped") or ():
+    for entry in result.get("skipped_images") or ():
         reasons.setdefault(entry["image"], entry["reason"])
     for entry in result.get("images") or ():
         request = first.get(entry["id"])

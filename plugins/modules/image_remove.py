@@ -72,7 +72,7 @@ options:
   force:
     description:
       - Like C(docker rmi -f) for images referenced by several tags or in several repositories (mostly for
-        images named by ID) - without O(force=true) such an image is reported in RV(skipped) with the reason
+        images named by ID) - without O(force=true) such an image is reported in RV(skipped_images) with the reason
         V(multiple_repositories).
       - O(force) does not decide about containers, O(containers) does. Images of running containers are never
         deleted; images of stopped containers are deleted only with O(containers=remove), after their containers.
@@ -89,9 +89,9 @@ options:
       - What to do when a container uses an image whose last reference would be removed or that would be deleted.
         Removing one of several references of such an image is always allowed.
       - V(fail) fails the task before anything is removed, naming the images and their containers.
-      - V(skip) leaves such images as they are and reports them in RV(skipped).
+      - V(skip) leaves such images as they are and reports them in RV(skipped_images).
       - V(remove) removes the stopped containers that use the image, then the image. Images used by a running
-        container are left as they are and reported in RV(skipped) (never a failure).
+        container are left as they are and reported in RV(skipped_images) (never a failure).
     type: str
     choices: [fail, skip, remove]
     default: fail
@@ -153,7 +153,7 @@ notes:
   - "Deleted layers: the classic store reports the layer chain IDs it releases; the containerd image store
     reports none, so RV(deleted_layers) is empty there."
   - Only the images and containers read at the start are planned for; if another client changes them during the
-    run, the engine's answers win, and the images that met a conflict are reported in RV(skipped) with a C(detail).
+    run, the engine's answers win, and the images that met a conflict are reported in RV(skipped_images) with a C(detail).
   - "O(filters), O(exclude), O(keep_latest) and O(all) are resolved against the same single read of images and
     containers as O(images), so check mode selects exactly what the real run removes. The listing gives creation
     times in whole seconds: an image created in the same second as the one named by C(before) or
@@ -242,12 +242,10 @@ containers_removed:
   returned: always
   type: list
   elements: str
-skipped:
+skipped_images:
   description:
     - The selected images left in place (wholly or in part), and why.
-    - To Ansible a true C(skipped) in a task result means that the task was skipped, so when this list is not empty
-      the task is displayed as skipped and counted as skipped in the recap, and callbacks do not show this key;
-      the registered variable holds it (and C(changed)). Use O(containers=fail) to make such images fail the task.
+    - Not called C(skipped) because Ansible reads a true C(skipped) in a task result as "the task was skipped".
   returned: always
   type: list
   elements: dict
@@ -320,7 +318,7 @@ images:
       type: str
     reason:
       description:
-        - For V(skipped), the reason in RV(skipped). For V(kept), V(excluded), V(keep_latest) or V(container).
+        - For V(skipped), the reason in RV(skipped_images). For V(kept), V(excluded), V(keep_latest) or V(container).
       type: str
       returned: when skipped or kept
     by:

@@ -131,7 +131,7 @@ def _comparable(result, built):
         "deleted": sorted(built.norm(i) for i in result["deleted"]),
         "deleted_layers": sorted(result["deleted_layers"]),
         "containers_removed": sorted(built.containers[c] for c in result["containers_removed"]),
-        "skipped": sorted((built.norm(s["image"]), s["reason"]) for s in result["skipped"]),
+        "skipped": sorted((built.norm(s["image"]), s["reason"]) for s in result["skipped_images"]),
         "not_found": sorted(result["not_found"]),
         "changed": result["changed"],
     }

@@ -70,7 +70,7 @@ def test_container_created_after_the_snapshot(clean_engine, images, race):
     assert not result.failed, result
     assert result["deleted"] == [other]
     assert "race-id:1" not in result["untagged"] and "race-tag:1" not in result["untagged"]
-    skipped = {entry["image"]: entry for entry in result["skipped"]}
+    skipped = {entry["image"]: entry for entry in result["skipped_images"]}
     for image in (by_id, by_tag):
         assert skipped[image]["reason"] == "container", skipped
         assert created[image] in skipped[image]["containers"]
@@ -93,7 +93,7 @@ def test_running_container_started_after_the_snapshot(clean_engine, images, race
 
     assert not result.failed, result
     assert result["deleted"] == [other] and result["containers_removed"] == []
-    skipped = {entry["image"]: entry for entry in result["skipped"]}
+    skipped = {entry["image"]: entry for entry in result["skipped_images"]}
     assert skipped[runnable]["reason"] == "running_container", skipped
     assert engine.state()["images"] == _without(before, other)["images"]
     assert started[0] in engine.state()["containers"]
@@ -117,7 +117,7 @@ def test_child_image_built_after_the_snapshot(clean_engine, images, race):
     if engine.containerd_store:
         assert parent in result["deleted"]
     else:
-        skipped = {entry["image"]: entry for entry in result["skipped"]}
+        skipped = {entry["image"]: entry for entry in result["skipped_images"]}
         assert skipped[parent]["reason"] == "child_images", skipped
         assert parent not in result["deleted"] and after.get(parent) is not None
 
@@ -150,7 +150,7 @@ def test_images_removed_by_someone_else(clean_engine, images, race):
     assert not result.failed, result
     assert result["deleted"] == [other], result
     assert result["untagged"] == ["race-other:1"]
-    assert result["not_found"] == [] and result["skipped"] == []
+    assert result["not_found"] == [] and result["skipped_images"] == []
     after = engine.state()
     assert set(after["images"]) == set(before["images"]) - {by_id, by_tag, by_prefix, other}
     assert after["images"][keep] == before["images"][keep]
@@ -184,7 +184,7 @@ def test_tags_added_after_the_snapshot(clean_engine, images, race, force):
         assert tag in after[image], (tag, after)
     assert "race-several:2" in after[several] and "race-several:1" not in after[several]
     assert "race-idsame:1" in after[id_same] and "race-idother:1" in after[id_other]
-    skipped = {entry["image"]: entry for entry in result["skipped"]}
+    skipped = {entry["image"]: entry for entry in result["skipped_images"]}
     for image in (id_same, id_other):
         assert skipped[image]["reason"] == "multiple_repositories", skipped
         assert "changed since the snapshot" in skipped[image]["detail"]

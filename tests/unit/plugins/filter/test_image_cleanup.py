@@ -10,7 +10,7 @@ RULES = [{"name": "old", "images": ["a:1", "b:1"]}, {"name": "dangling", "filter
 
 
 def _rule_result(**kw):
-    result = {"changed": True, "untagged": [], "deleted": [], "skipped": [], "not_found": [],
+    result = {"changed": True, "untagged": [], "deleted": [], "skipped_images": [], "not_found": [],
               "containers_removed": [], "space_reclaimed": 0, "failed": False}
     result.update(kw)
     return result
@@ -28,7 +28,7 @@ def _host(host, storage=None, results=None, failure=None, dry_run=False):
 def test_host_summary_counts_and_sorts():
     summary = _host("h1", results=[
         _rule_result(untagged=["b:1", "a:1"], deleted=["sha256:bb", "sha256:aa"], space_reclaimed=300,
-                     skipped=[{"image": "sha256:cc", "references": ["z:1", "c:1"], "reason": "container",
+                     skipped_images=[{"image": "sha256:cc", "references": ["z:1", "c:1"], "reason": "container",
                                "containers": ["c2", "c1"]}], not_found=["gone:1"],
                      images=[{"id": "sha256:dd", "references": ["d:2"], "action": "kept", "reason": "keep_latest"},
                              {"id": "sha256:aa", "references": ["a:1"], "action": "deleted"}]),

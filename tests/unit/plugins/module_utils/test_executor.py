@@ -106,7 +106,7 @@ def test_conflict_is_reread_and_reported_as_skipped():
     message = "conflict: unable to remove repository reference \"img2:1\" (must force) - container cccccccccccc is using"
     engine = FakeEngine(plan, overrides={"img2:1": api_error(409, message)})
     result = _executor.apply(engine, plan)
-    (entry,) = result["skipped"]
+    (entry,) = result["skipped_images"]
     assert entry["image"] == iid(2) and entry["reason"] == "container"
     assert entry["references"] == ["raced:1"] and entry["containers"] == ["c" * 64]
     assert message in entry["detail"]

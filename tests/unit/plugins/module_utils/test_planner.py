@@ -65,11 +65,11 @@ def test_id_with_several_tags_needs_force(store, tags):
     snapshot = Snapshot(images=(ImageRecord(iid(1), tags=tags),), store=store)
     plan, result = run(snapshot, [iid(1)])
     assert plan.steps == [] and not result["changed"]
-    assert result["skipped"] == [{"image": iid(1), "references": list(tags), "reason": "multiple_repositories",
+    assert result["skipped_images"] == [{"image": iid(1), "references": list(tags), "reason": "multiple_repositories",
                                   "containers": []}]
     plan, result = run(snapshot, [iid(1)], force=True)
     assert plan.steps[0].force is True
-    assert (result["untagged"], result["deleted"], result["skipped"]) == (sorted(tags), [iid(1)], [])
+    assert (result["untagged"], result["deleted"], result["skipped_images"]) == (sorted(tags), [iid(1)], [])
 
 
 def test_classic_tag_removal_takes_the_repository_digests():
@@ -104,13 +104,13 @@ def parent_child(store):
 def test_classic_parent_by_id_is_blocked_by_its_child():
     plan, result = run(parent_child(CLASSIC), [iid(1)], force=True)
     assert plan.steps == []
-    assert result["skipped"][0]["reason"] == "child_images"
+    assert result["skipped_images"][0]["reason"] == "child_images"
 
 
 def test_classic_parent_by_tag_is_untagged_and_kept():
     _plan, result = run(parent_child(CLASSIC), ["p:1"])
     assert (result["untagged"], result["deleted"]) == (["p:1"], [])
-    assert result["skipped"] == [{"image": iid(1), "references": ["p:1"], "reason": "child_images", "containers": []}]
+    assert result["skipped_images"] == [{"image": iid(1), "references": ["p:1"], "reason": "child_images", "containers": []}]
     assert result["images"][0]["action"] == "untagged"
 
 
@@ -119,7 +119,7 @@ def test_child_then_parent(store):
     plan, result = run(parent_child(store), ["p:1", "c:1"])
     assert [s.target for s in plan.steps] == ["c:1", "p:1"]  # the child first
     assert result["deleted"] == sorted([iid(1), iid(2)])
-    assert result["skipped"] == []
+    assert result["skipped_images"] == []
     assert result["space_reclaimed"] == 150  # 50 added by the child + 100 of the parent
     assert len({s.group for s in plan.steps}) == 1
 
@@ -142,7 +142,7 @@ def test_classic_prune_stops_at_a_parent_with_another_child():
 
 def test_containerd_parent_by_id_is_deleted_despite_its_child():
     _plan, result = run(parent_child(CONTAINERD), [iid(1)])
-    assert (result["untagged"], result["deleted"], result["skipped"]) == (["p:1"], [iid(1)], [])
+    assert (result["untagged"], result["deleted"], result["skipped_images"]) == (["p:1"], [iid(1)], [])
 
 
 def test_containerd_parent_by_tag_is_reported_deleted_and_stays_listed():
@@ -162,16 +162,16 @@ def test_container_policies(store, state):
     assert iid(1) in info.value.message and "f" * 12 in info.value.message and "web" in info.value.message
     reason = "running_container" if state == "running" else "container"
     plan, result = run(snapshot, ["a:1", "b:1"], containers="skip")
-    assert result["skipped"] == [{"image": iid(1), "references": ["a:1"], "reason": reason, "containers": ["f" * 64]}]
+    assert result["skipped_images"] == [{"image": iid(1), "references": ["a:1"], "reason": reason, "containers": ["f" * 64]}]
     assert result["deleted"] == [iid(2)] and result["untagged"] == ["b:1"]
     plan, result = run(snapshot, ["a:1", "b:1"], containers="remove")
     if state == "running":
-        assert result["skipped"][0]["reason"] == "running_container" and result["containers_removed"] == []
+        assert result["skipped_images"][0]["reason"] == "running_container" and result["containers_removed"] == []
         assert result["deleted"] == [iid(2)]
     else:
         assert [s.action for s in plan.steps][0] == "remove_container"
         assert result["containers_removed"] == ["f" * 64]
-        assert result["deleted"] == sorted([iid(1), iid(2)]) and result["skipped"] == []
+        assert result["deleted"] == sorted([iid(1), iid(2)]) and result["skipped_images"] == []
 
 
 @pytest.mark.parametrize("store", STORES)
@@ -179,7 +179,7 @@ def test_one_of_several_tags_of_a_used_image_is_allowed(store):
     container = ContainerRecord(id="f" * 64, image_id=iid(1), state="running")
     snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("a:1", "a:2")),), containers=(container,), store=store)
     _plan, result = run(snapshot, ["a:1"])
-    assert result["untagged"] == ["a:1"] and result["skipped"] == []
+    assert result["untagged"] == ["a:1"] and result["skipped_images"] == []
 
 
 def test_classic_released_layers_need_rootfs():
@@ -289,7 +289,7 @@ def test_random_graph_invariants(case):
         assert image_id in asked_images or not by_id[image_id].references, image_id
     # skipped images keep their references
     after = plan.after.by_id()
-    for entry in result["skipped"]:
+    for entry in result["skipped_images"]:
         if entry["reason"] in ("container", "running_container"):
             assert set(after[entry["image"]].references) >= set(by_id[entry["image"]].references) - set(
                 result["untagged"])
@@ -328,7 +328,7 @@ def test_containers_are_not_removed_when_the_image_would_stay(store):
     plan, result = run(snapshot, [iid(1)], containers="remove", force=True)
     if store == CLASSIC:  # the child keeps the parent: its container stays too
         assert result["containers_removed"] == [] and plan.steps == []
-        assert result["skipped"][0]["reason"] == "child_images"
+        assert result["skipped_images"][0]["reason"] == "child_images"
     else:
         assert result["containers_removed"] == [f"{1:064x}"] and result["deleted"] == [iid(1)]
 
@@ -341,7 +341,7 @@ def test_forced_id_removal_removes_stopped_containers_first(store):
     assert [s.action for s in plan.steps] == ["remove_container", "remove_image"]
     assert result["containers_removed"] == [f"{1:064x}"] and result["deleted"] == [iid(1)]
     _plan, result = run(snapshot, [iid(1)], containers="skip", force=True)
-    assert result["deleted"] == [] and result["skipped"][0]["reason"] == "container"
+    assert result["deleted"] == [] and result["skipped_images"][0]["reason"] == "container"
 
 
 def test_force_untags_one_reference_of_an_image_a_container_uses():
@@ -350,6 +350,6 @@ def test_force_untags_one_reference_of_an_image_a_container_uses():
                         containers=(stopped(1, iid(1)),))
     plan, result = run(snapshot, [f"r/x@{dig(1)}"], containers="skip", force=True)
     assert plan.steps[0].force is True
-    assert (result["untagged"], result["deleted"], result["skipped"]) == ([f"r/x@{dig(1)}"], [], [])
+    assert (result["untagged"], result["deleted"], result["skipped_images"]) == ([f"r/x@{dig(1)}"], [], [])
     _plan, result = run(snapshot, [f"r/x@{dig(1)}"], containers="skip")
-    assert result["untagged"] == [] and result["skipped"][0]["reason"] == "container"
+    assert result["untagged"] == [] and result["skipped_images"][0]["reason"] == "container"

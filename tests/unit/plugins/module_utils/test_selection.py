@@ -468,14 +468,14 @@ def test_annotate_names_rules_and_lists_kept_images():
     s = refs_snapshot()
     requests, kept = run(s, filters={"reference": "app:*"}, exclude=["app:2"])
     result = {"images": [{"id": iid("a1"), "references": [], "size": 100, "action": "untagged"}],
-              "skipped": []}
+              "skipped_images": []}
     _selection.annotate(result, s, requests, kept)
     first, second = result["images"]
     assert first["rule"] == "filters" and first["given"] == "reference=app:*" and "reason" not in first
     assert second == {"id": iid("a2"), "references": ["app:2"], "size": 100, "action": "kept", "rule": "filters",
                       "reason": "excluded", "given": "reference=app:*", "by": "app:2"}
     result = {"images": [{"id": iid("a1"), "references": [], "size": 100, "action": "skipped"}],
-              "skipped": [{"image": iid("a1"), "reason": "container"}]}
+              "skipped_images": [{"image": iid("a1"), "reason": "container"}]}
     _selection.annotate(result, s, requests, [])
     assert result["images"][0]["reason"] == "container"
 
