@@ -7,7 +7,7 @@ venv_python=${VENV_PYTHON:-$repo/.venv/bin/python}
 # outside the repo: inside it, git would hide the copy (.cache is ignored) and ansible-test would skip everything
 work="${SANITY_DIR:-/tmp/janitor-sanity}/ansible_collections/janitor/docker"
 mkdir -p "$work"
-rsync -a --delete --filter=':- .gitignore' --exclude .hypothesis --exclude .cache --exclude .venv --exclude .git --exclude .pytest_cache --exclude '__pycache__' \
+rsync -a --delete --delete-excluded --filter=':- .gitignore' --exclude .hypothesis --exclude .cache --exclude .venv --exclude .git --exclude .pytest_cache --exclude '__pycache__' \
   --exclude tests/output --exclude demo/work --exclude 'benchmarks/results' "$repo/" "$work/"
 pip_version=$("$venv_python" - <<'PY'
 import re, ansible_test._internal.python_requirements as m

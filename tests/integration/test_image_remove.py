@@ -227,7 +227,7 @@ def test_two_repositories_by_id(clean_engine, images):
     result, errors, ids = same_as_cli(clean_engine, setup, lambda ids: [ids["img"]], [["img"]])
     assert result["changed"] is False and result["deleted"] == []
     assert result["skipped_images"] == [{"image": ids["img"], "references": listed(clean_engine, ids["img"]),
-                                  "reason": "multiple_repositories", "containers": []}]
+                                         "reason": "multiple_repositories", "containers": []}]
     assert errors and "referenced in multiple repositories" in errors[0]
     result, errors, ids = same_as_cli(clean_engine, setup, lambda ids: [ids["img"]], [["-f", "img"]], force=True)
     assert errors == [] and result["untagged"] == ["repo-a:1", "repo-b:1"] and result["deleted"] == [ids["img"]]
@@ -338,8 +338,8 @@ def test_stopped_container(clean_engine, images, policy):
         result = check_then_run(clean_engine, ["used:1"], containers="skip")
         assert result["changed"] is False
         assert result["skipped_images"] == [{"image": ids["img"], "references": listed(clean_engine, ids["img"]),
-                                      "reason": "container",
-                                      "containers": [ids["ctr"]]}]
+                                             "reason": "container",
+                                             "containers": [ids["ctr"]]}]
         return
     result, errors, ids = same_as_cli(clean_engine, setup, ["used:1"], [["rm", "ctr"], ["used:1"]],
                                       containers="remove")
@@ -361,7 +361,7 @@ def test_running_container(clean_engine, images, policy):
         result = check_then_run(clean_engine, ["janitor-busybox:run", image], containers=policy, force=True)
         assert result["changed"] is False and result["containers_removed"] == []
         assert result["skipped_images"] == [{"image": image, "references": listed(clean_engine, image),
-                                      "reason": "running_container", "containers": [container]}]
+                                             "reason": "running_container", "containers": [container]}]
     assert clean_engine.state() == before
     rc, _untagged, _deleted, err = cli_rmi(clean_engine, "-f", image)
     assert rc != 0 and "running container" in err

@@ -29,7 +29,7 @@ def test_host_summary_counts_and_sorts():
     summary = _host("h1", results=[
         _rule_result(untagged=["b:1", "a:1"], deleted=["sha256:bb", "sha256:aa"], space_reclaimed=300,
                      skipped_images=[{"image": "sha256:cc", "references": ["z:1", "c:1"], "reason": "container",
-                               "containers": ["c2", "c1"]}], not_found=["gone:1"],
+                                      "containers": ["c2", "c1"]}], not_found=["gone:1"],
                      images=[{"id": "sha256:dd", "references": ["d:2"], "action": "kept", "reason": "keep_latest"},
                              {"id": "sha256:aa", "references": ["a:1"], "action": "deleted"}]),
         _rule_result(changed=False),

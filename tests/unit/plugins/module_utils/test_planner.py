@@ -66,7 +66,7 @@ def test_id_with_several_tags_needs_force(store, tags):
     plan, result = run(snapshot, [iid(1)])
     assert plan.steps == [] and not result["changed"]
     assert result["skipped_images"] == [{"image": iid(1), "references": list(tags), "reason": "multiple_repositories",
-                                  "containers": []}]
+                                         "containers": []}]
     plan, result = run(snapshot, [iid(1)], force=True)
     assert plan.steps[0].force is True
     assert (result["untagged"], result["deleted"], result["skipped_images"]) == (sorted(tags), [iid(1)], [])
