@@ -82,7 +82,7 @@ def summary(title: str, result: dict) -> None:
         print(f"{key + ':':16} {len(values)}")
         for value in values:
             print(f"    {value}")
-    print(f"skipped:         {len(result.get('skipped_images') or [])}")
+    print(f"skipped_images:  {len(result.get('skipped_images') or [])}")
     for item in result.get("skipped_images") or []:
         print(f"    {item.get('image', '')[:19]} {', '.join(item.get('references') or [])}: {item.get('reason')}"
               f" {' '.join(c[:12] for c in item.get('containers') or [])}")
