@@ -266,6 +266,25 @@ def parse_info_text(text):
 MAX_CONFIG_BYTES = 1 << 20
 
 
+def _read_config_into(path, config):
+    """The bytes of a configuration file, or None when there is none to read.
+
+    Sets ``config["exists"]``; an unreadable file is recorded in ``config["error"]`` (a missing one is not an error).
+    """
+    if not path:
+        return None
+    try:
+        raw = _read_config_file(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        config["exists"] = os.path.lexists(path)
+        config["error"] = f"cannot read {path}: {exc.strerror or exc}"
+        return None
+    config["exists"] = True
+    return raw
+
+
 def _read_config_file(path):
     """The bytes of a configuration file: a regular file of at most ``MAX_CONFIG_BYTES``, else ``OSError``.
 
@@ -302,17 +321,9 @@ def read_daemon_json(path):
     A missing file is not an error (``exists: false``); an unreadable or invalid one is reported in ``error``.
     """
     config = _empty_config(path)
-    if not path:
+    raw = _read_config_into(path, config)
+    if raw is None:
         return config
-    try:
-        raw = _read_config_file(path)
-    except FileNotFoundError:
-        return config
-    except OSError as exc:
-        config["exists"] = os.path.lexists(path)
-        config["error"] = f"cannot read {path}: {exc.strerror or exc}"
-        return config
-    config["exists"] = True
     try:
         data = json.loads(raw.decode("utf-8-sig"))
     except (ValueError, UnicodeDecodeError) as exc:
@@ -360,17 +371,10 @@ def read_sysconfig_storage(path):
     """
     config = _empty_config(path)
     config["options"] = None
-    if not path:
+    raw = _read_config_into(path, config)
+    if raw is None:
         return config
-    try:
-        text = _read_config_file(path).decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return config
-    except OSError as exc:
-        config["exists"] = os.path.lexists(path)
-        config["error"] = f"cannot read {path}: {exc.strerror or exc}"
-        return config
-    config["exists"] = True
+    text = raw.decode("utf-8", errors="replace")
     for line in text.replace("\\\n", "").splitlines():  # shell line continuations
         line = line.strip()
         if line.startswith("export "):
