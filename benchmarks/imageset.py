@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -172,13 +171,7 @@ class BenchEngine:
         engine = self.engine
         if engine is None:
             return
-        if engine.process is not None and engine.process.poll() is None:
-            engine.process.send_signal(signal.SIGTERM)
-            try:
-                engine.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(engine.process.pid, signal.SIGKILL)
-                engine.process.wait(timeout=10)
+        engine.terminate(timeout=60)
         engine.stop()  # the process is gone: only closes the client and removes the exec-root and socket
         self.engine = None
         _unmount_below(str(self.base))

@@ -183,12 +183,7 @@ class Engine:
                     self.api.remove_container(c["Id"], force=True)
             except Exception:  # noqa: BLE001 - best effort before shutdown
                 pass
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+            self.terminate()
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -196,6 +191,17 @@ class Engine:
         _unmount_below(str(self.root))
         shutil.rmtree(self.root, ignore_errors=True)
         self.root = None
+
+    def terminate(self, timeout: float = 30) -> None:
+        """SIGTERM the daemon and wait for it (SIGKILL its process group after ``timeout``); state stays on disk."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
 
     def kill(self) -> None:
         """Stop the daemon abruptly (for fault tests); ``stop()`` still cleans up afterwards."""
