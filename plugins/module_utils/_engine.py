@@ -10,16 +10,22 @@ This is the only place that imports the Docker SDK. Everything above it receives
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import traceback
+from urllib.parse import quote, urlencode
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 try:
     import docker
     import docker.errors
+    import docker.transport
     import requests.exceptions
+    import requests.models
+    import urllib3
+    import urllib3.exceptions
 except ImportError:
     docker = None
     SDK_IMPORT_ERROR = traceback.format_exc()
@@ -320,3 +326,86 @@ def is_api_error(exc):
 
 def is_connection_error(exc):
     return docker is not None and isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout))
+
+
+def bulk_calls(client, size):
+    """The requests a run sends once per image (delete image, delete container, inspect image), as fast as they go.
+
+    Over a unix socket the SDK opens one connection pool per URL, so each request that names another image costs a
+    new connection and the whole ``requests`` machinery (about 1.5 ms of client CPU each). The returned object sends
+    these requests over one keep-alive pool of ``size`` connections to the same socket, with the SDK's own
+    connection class, and raises the very exceptions the SDK raises. Other transports (TCP, TLS, ssh) use the SDK.
+    Call ``close()`` when done.
+    """
+    adapter = getattr(client, "adapters", {}).get("http+docker://")
+    if isinstance(adapter, docker.transport.UnixHTTPAdapter):
+        pool = docker.transport.unixconn.UnixHTTPConnectionPool(
+            client.base_url, adapter.socket_path, timeout=client.timeout, maxsize=max(1, size))
+        return _UnixCalls(pool, f"/v{client._version}", urllib3.Timeout(connect=client.timeout, read=client.timeout))
+    return _SDKCalls(client)
+
+
+class _SDKCalls:
+    def __init__(self, client):
+        self.client = client
+
+    def remove_image(self, image, force=False, noprune=False):
+        return self.client.remove_image(image, force=force, noprune=noprune)
+
+    def remove_container(self, container):
+        self.client.remove_container(container)
+
+    def inspect_image(self, image):
+        return self.client.inspect_image(image)
+
+    def close(self):
+        """The client is closed by its owner."""
+
+
+class _UnixCalls:
+    def __init__(self, pool, prefix, timeout):
+        self.pool = pool
+        self.prefix = prefix
+        self.timeout = timeout
+
+    def remove_image(self, image, force=False, noprune=False):
+        query = urlencode({"force": force, "noprune": noprune})
+        return self._send("DELETE", f"/images/{_quote(image)}?{query}")
+
+    def remove_container(self, container):
+        self._send("DELETE", f"/containers/{_quote(container)}?v=False&link=False&force=False")
+
+    def inspect_image(self, image):
+        return self._send("GET", f"/images/{_quote(image)}/json")
+
+    def close(self):
+        self.pool.close()
+
+    def _send(self, method, path):
+        url = self.prefix + path
+        try:
+            answer = self.pool.urlopen(method, url, retries=False, timeout=self.timeout, preload_content=True)
+        except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError) as exc:
+            raise requests.exceptions.Timeout(exc) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise requests.exceptions.ConnectionError(exc) from exc
+        if answer.status >= 400:
+            _raise_sdk_error(answer, f"http+docker://localhost{url}")
+        data = answer.data
+        return json.loads(data) if data else None
+
+
+def _quote(value):
+    return quote(value, safe="/:")
+
+
+def _raise_sdk_error(answer, url):
+    """Raise the exception the SDK raises for this error answer (``APIError``, ``NotFound``, ``ImageNotFound``)."""
+    response = requests.models.Response()
+    response.status_code = answer.status
+    response.reason = answer.reason
+    response.url = url
+    response.encoding = "utf-8"
+    response._content = answer.data
+    failure = requests.exceptions.HTTPError(f"{answer.status} {answer.reason} for url: {url}", response=response)
+    docker.errors.create_api_error_from_http_exception(failure)

@@ -22,6 +22,7 @@ from ansible_collections.janitor.docker.plugins.module_utils import _planner
 from ansible_collections.janitor.docker.plugins.module_utils._engine import (
     JanitorError,
     api_error,
+    bulk_calls,
     is_api_error,
     is_connection_error,
     lost_connection_error,
@@ -55,12 +56,12 @@ def _reason(message):
     return "conflict"
 
 
-def _reread(client, step, message):
+def _reread(client, calls, step, message):
     """A ``skipped_images`` entry for an image whose removal met a conflict the plan did not expect."""
     entry = {"image": step.image_id, "references": [], "reason": _reason(message), "containers": [],
              "detail": f"changed since the snapshot: {message}"}
     try:
-        data = client.inspect_image(step.image_id)
+        data = calls.inspect_image(step.image_id)
         entry["references"] = list(data.get("RepoTags") or []) + list(data.get("RepoDigests") or [])
         entry["containers"] = sorted(c["Id"] for c in client.containers(all=True)
                                      if c.get("ImageID") == step.image_id)
@@ -70,8 +71,9 @@ def _reread(client, step, message):
 
 
 class _Run:
-    def __init__(self, client, plan):
+    def __init__(self, client, calls, plan):
         self.client = client
+        self.calls = calls  # the per-image requests (``_engine.bulk_calls``)
         self.plan = plan
         self.answers = {}
         self.races = []
@@ -81,15 +83,15 @@ class _Run:
 
     def _send(self, step):
         if step.action == "remove_container":
-            self.client.remove_container(step.target)
+            self.calls.remove_container(step.target)
             return _planner.Answer(step, removed=True)
-        entries = self.client.remove_image(step.target, force=step.force, noprune=step.noprune)
+        entries = self.calls.remove_image(step.target, force=step.force, noprune=step.noprune)
         return _planner.Answer(step, entries=[e for e in (entries or []) if isinstance(e, dict)])
 
     def _gone(self, image_id):
         """True when the engine says the image no longer exists."""
         try:
-            self.client.inspect_image(image_id)
+            self.calls.inspect_image(image_id)
         except Exception as exc:  # noqa: BLE001 - only a clear 404 counts as gone
             return is_api_error(exc) and _status(exc) == 404
         return False
@@ -113,7 +115,7 @@ class _Run:
                     continue
                 if status == 409:
                     message = str(getattr(exc, "explanation", "") or exc)
-                    entry = _reread(self.client, step, message)
+                    entry = _reread(self.client, self.calls, step, message)
                     with self.lock:
                         self.races.append(entry)
                     blocked.add(step.image_id)
@@ -139,11 +141,16 @@ def apply(client, plan, parallel=4):
 
     Raises ``ExecutionError`` (with the partial result) when the engine fails in the middle of the run.
     """
-    run = _Run(client, plan)
     groups = plan.groups
-    if groups:
-        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(groups)))) as pool:
-            list(pool.map(run.run_group, groups))
+    workers = max(1, min(parallel, len(groups)))
+    calls = bulk_calls(client, workers)
+    run = _Run(client, calls, plan)
+    try:
+        if groups:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(run.run_group, groups))
+    finally:
+        calls.close()
     answers = [run.answers[index] for index in sorted(run.answers)]
     raced = {entry["image"] for entry in run.races}
     skipped = [entry for entry in plan.skipped if entry["image"] not in raced] + run.races

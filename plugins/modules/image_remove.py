@@ -405,7 +405,7 @@ class ImageRemover:
 
         def inspect(image_id):
             try:
-                data = client.inspect_image(image_id)
+                data = calls.inspect_image(image_id)
             except Exception as exc:  # noqa: BLE001 - a vanished image has no layers to predict
                 if _engine.is_api_error(exc) and getattr(getattr(exc, "response", None), "status_code", 0) == 404:
                     return
@@ -413,8 +413,13 @@ class ImageRemover:
             with lock:
                 found[image_id] = tuple((data.get("RootFS") or {}).get("Layers") or ())
 
-        with ThreadPoolExecutor(max_workers=max(1, self.params["parallel"])) as pool:
-            list(pool.map(inspect, [image.id for image in snapshot.images]))
+        workers = max(1, self.params["parallel"])
+        calls = _engine.bulk_calls(client, workers)
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(inspect, [image.id for image in snapshot.images]))
+        finally:
+            calls.close()
         return found
 
     def plan(self, client, snapshot, requests, not_found):

@@ -210,7 +210,8 @@ class Engine:
             self.process.wait(timeout=10)
 
     def __enter__(self) -> "Engine":
-        return self.start()
+        # ``with Engine(spec).start() as engine`` must not start a second daemon
+        return self if self.root is not None else self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()

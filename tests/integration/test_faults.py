@@ -104,18 +104,23 @@ def test_daemon_that_stops_answering_after_connecting(engine):
 
 # -- during the run -----------------------------------------------------------------------------------------------
 def _fail_after_first_removal(monkeypatch, fault):
-    """Call ``fault()`` right after the first image removal the engine confirmed; returns the confirmed calls."""
-    original = docker.APIClient.remove_image
+    """Call ``fault()`` right after the first image removal the engine confirmed; returns the confirmed calls.
+
+    Hooks both ways a removal can be sent: the unix-socket pool of ``_engine.bulk_calls`` and the SDK client.
+    """
     done = []
 
-    def remove_image(self, *args, **kwargs):
-        answer = original(self, *args, **kwargs)
-        done.append(args[0] if args else kwargs.get("image"))
-        if len(done) == 1:
-            fault()
-        return answer
+    def hook(original):
+        def remove_image(self, *args, **kwargs):
+            answer = original(self, *args, **kwargs)
+            done.append(args[0] if args else kwargs.get("image"))
+            if len(done) == 1:
+                fault()
+            return answer
+        return remove_image
 
-    monkeypatch.setattr(docker.APIClient, "remove_image", remove_image)
+    monkeypatch.setattr(docker.APIClient, "remove_image", hook(docker.APIClient.remove_image))
+    monkeypatch.setattr(_engine._UnixCalls, "remove_image", hook(_engine._UnixCalls.remove_image))
     return done
 
 
