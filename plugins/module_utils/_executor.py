@@ -86,7 +86,7 @@ class _Run:
             self.calls.remove_container(step.target)
             return _planner.Answer(step, removed=True)
         entries = self.calls.remove_image(step.target, force=step.force, noprune=step.noprune)
-        return _planner.Answer(step, entries=[e for e in (entries or []) if isinstance(e, dict)])
+        return _planner.Answer.from_entries(step, entries)
 
     def _gone(self, image_id):
         """True when the engine says the image no longer exists."""

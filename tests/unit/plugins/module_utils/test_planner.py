@@ -353,3 +353,31 @@ def test_force_untags_one_reference_of_an_image_a_container_uses():
     assert (result["untagged"], result["deleted"], result["skipped_images"]) == ([f"r/x@{dig(1)}"], [], [])
     _plan, result = run(snapshot, [f"r/x@{dig(1)}"], containers="skip")
     assert result["untagged"] == [] and result["skipped_images"][0]["reason"] == "container"
+
+
+# -- the cyclic garbage collector is paused while planning, and always restored -------------------------------
+def test_planning_pauses_the_cyclic_collector_and_restores_it(monkeypatch):
+    import gc
+
+    seen = []
+    original = _planner._State.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(gc.isenabled())
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(_planner._State, "__init__", spy)
+    snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("a:1",)),),
+                        containers=(stopped(1, iid(1)),))
+    assert gc.isenabled()
+    plan, result = run(snapshot, ["a:1"], containers="skip")
+    assert seen == [False] and gc.isenabled() and result["skipped_images"]
+    with pytest.raises(JanitorError):
+        run(snapshot, ["a:1"])  # containers=fail raises from inside the planner
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        run(snapshot, ["a:1"], containers="skip")
+        assert not gc.isenabled()  # a caller that paused it keeps it paused
+    finally:
+        gc.enable()
