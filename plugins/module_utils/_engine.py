@@ -384,7 +384,7 @@ class _UnixCalls:
     def _send(self, method, path):
         url = self.prefix + path
         try:
-            answer = self.pool.urlopen(method, url, retries=False, timeout=self.timeout, preload_content=True)
+            answer = self.pool.request(method, url, retries=False, timeout=self.timeout, preload_content=True)
         except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError) as exc:
             raise requests.exceptions.Timeout(exc) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:

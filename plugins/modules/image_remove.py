@@ -99,6 +99,8 @@ options:
     description:
       - How many removal requests may run at the same time. Requests that depend on each other (the same image,
         a child and its parents) always run in order, so the result is the same as with V(1).
+      - Check mode uses as many concurrent requests to read the images' layers (classic store only). Over a unix
+        socket, that many connections to the daemon are kept open during the run.
     type: int
     default: 4
   filters:

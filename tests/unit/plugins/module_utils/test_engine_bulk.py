@@ -40,7 +40,7 @@ def _serve(path, behaviour):
     def loop():
         while True:
             try:
-                conn, _ = server.accept()
+                conn, _address = server.accept()
             except OSError:
                 return
             accepted.append(conn)
