@@ -92,7 +92,7 @@ class _Run:
         """True when the engine says the image no longer exists."""
         try:
             self.calls.inspect_image(image_id)
-        except Exception as exc:  # noqa: BLE001 - only a clear 404 counts as gone
+        except Exception as exc:  # noqa: BLE001 - only a clear "not found" answer counts as gone
             return is_api_error(exc) and _status(exc) == 404
         return False
 
