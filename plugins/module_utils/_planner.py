@@ -23,6 +23,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from ansible_collections.janitor.docker.plugins.module_utils._engine import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._references import split_domain
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import CONTAINERD, repository_of
 
 POLICIES = ("fail", "skip", "remove")
@@ -709,19 +710,35 @@ def apply_answers(snapshot, rules, untagged, deleted, only=None):
     for image in images:
         for ref in image.references:
             owner.setdefault(ref, image.id)
+    changed = set()
     for ref in untagged:
         image_id = owner.get(ref)
         if image_id is None or image_id not in refs:
             continue
+        changed.add(image_id)
         refs[image_id] = [r for r in refs[image_id] if r != ref]
         if "@" not in ref:
             repo = repository_of(ref)
             remaining_tags = [r for r in refs[image_id] if "@" not in r and repository_of(r) == repo]
             if rules.derived_digests and not remaining_tags:
                 refs[image_id] = [r for r in refs[image_id] if repository_of(r) != repo]
+    if rules.derived_digests:
+        for image in images:
+            if image.id in changed and image.digests:
+                refs[image.id] = _rederive_digest(refs[image.id], image.digests[0].split("@", 1)[1])
     for image_id in deleted:
         refs.pop(image_id, None)
     return refs
+
+
+def _rederive_digest(refs, digest):
+    """The containerd store lists one ``<repo>@<digest>``, for the repository whose full name sorts last; when its
+    repository loses its last tag, the listing shows the digest under the next one."""
+    tags = [r for r in refs if "@" not in r]
+    if not tags or any("@" in r for r in refs):
+        return refs
+    repo = max((repository_of(t) for t in tags), key=lambda name: "/".join(split_domain(name)))
+    return refs + [f"{repo}@{digest}"]
 
 
 @_gc_paused

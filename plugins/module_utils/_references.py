@@ -11,6 +11,7 @@ prefix), and reports what matches nothing under ``not_found``.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -95,8 +96,15 @@ def split_domain(name):
 def parse(value, default_tag=""):
     """Parse and validate one reference (not an ID). ``default_tag`` is added when there is neither tag nor digest.
 
-    Raises ``JanitorError`` naming the value and the valid forms.
+    Raises ``JanitorError`` naming the value and the valid forms. A run parses each reference several times
+    (validation, resolution, the snapshot's tags), so answers are remembered; ``Reference`` is immutable.
     """
+    if isinstance(value, str) and isinstance(default_tag, str):
+        return _parse_remembered(value, default_tag)
+    return _parse(value, default_tag)
+
+
+def _parse(value, default_tag):
     if not isinstance(value, str) or not value.strip():
         raise _error(value, "empty reference")
     if value != value.strip() or any(ch.isspace() for ch in value):
@@ -130,6 +138,9 @@ def parse(value, default_tag=""):
     if not tag and not digest and default_tag:
         tag = default_tag
     return Reference(domain=domain, path=path, tag=tag, digest=digest)
+
+
+_parse_remembered = functools.lru_cache(maxsize=1 << 16)(_parse)
 
 
 def familiar(value):

@@ -338,7 +338,7 @@ images:
       returned: when kept for a container
 diff:
   description: The references of each selected or deleted image, before and after.
-  returned: always
+  returned: in diff mode (C(--diff) or C(diff: true))
   type: dict
   contains:
     before:
@@ -356,9 +356,7 @@ prediction_notes:
   elements: str
 """
 
-import threading  # noqa: E402
 import time  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
@@ -400,38 +398,19 @@ class ImageRemover:
         self.kept = protected + kept
         return _references.merge(named, selected), list(resolution.not_found)
 
-    def layers(self, client, snapshot):
-        """{image ID: RootFS.Layers} for every image (only needed to predict released layers)."""
-        found = {}
-        lock = threading.Lock()
+    def layer_reader(self, client, snapshot):
+        """Released layers are only predicted in check mode, on the classic store: the real run reports the
+        engine's answers, and the layers need one inspect per image. The inspects start at once, beside planning."""
+        if not self.module.check_mode or not _planner.rules_for(snapshot.store).reports_layers or not snapshot.images:
+            return None
+        return _snapshot.LayerReader(client, [image.id for image in snapshot.images], self.params["parallel"]).start()
 
-        def inspect(image_id):
-            try:
-                data = calls.inspect_image(image_id)
-            except Exception as exc:  # noqa: BLE001 - a vanished image has no layers to predict
-                if _engine.is_api_error(exc) and getattr(getattr(exc, "response", None), "status_code", 0) == 404:
-                    return
-                raise _engine.api_error(exc, f"inspecting image {image_id}") if _engine.is_api_error(exc) else exc
-            with lock:
-                found[image_id] = tuple((data.get("RootFS") or {}).get("Layers") or ())
-
-        workers = max(1, self.params["parallel"])
-        calls = _engine.bulk_calls(client, workers)
-        try:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(inspect, [image.id for image in snapshot.images]))
-        finally:
-            calls.close()
-        return found
-
-    def plan(self, client, snapshot, requests, not_found):
+    def plan(self, snapshot, requests, not_found, layer_reader):
         policy = self.policy()
         rules = _planner.rules_for(snapshot.store)
         plan = _planner.plan(snapshot, requests, policy, rules, not_found=not_found)
-        # Released layers are only predicted for check mode: the real run reports the engine's answers, and the
-        # layers need one inspect per image of the engine.
-        if self.module.check_mode and rules.reports_layers and any(step.deleted for step in plan.steps):
-            plan = _planner.plan(snapshot, requests, policy, rules, layers=self.layers(client, snapshot),
+        if layer_reader is not None and any(step.deleted for step in plan.steps):
+            plan = _planner.plan(snapshot, requests, policy, rules, layers=layer_reader.layers(),
                                  not_found=not_found)
         return plan
 
@@ -445,22 +424,33 @@ class ImageRemover:
                 if _engine.is_api_error(exc):
                     raise _engine.api_error(exc, "reading the images and containers") from exc
                 raise
-            requests, not_found = self.requests(snapshot)
-            plan = self.plan(client, snapshot, requests, not_found)
+            layer_reader = self.layer_reader(client, snapshot)
+            try:
+                requests, not_found = self.requests(snapshot)
+                plan = self.plan(snapshot, requests, not_found, layer_reader)
+            finally:
+                if layer_reader is not None:
+                    layer_reader.cancel()
             predicted = plan.result()
             _selection.check_protected(snapshot, self.params, predicted["deleted"])
             if self.module.check_mode:
                 if plan.uncertain:
                     predicted["prediction_notes"] = list(plan.uncertain)
-                return _selection.annotate(predicted, snapshot, requests, self.kept)
+                return self.finish(_selection.annotate(predicted, snapshot, requests, self.kept))
             result = _executor.apply(client, plan, parallel=self.params["parallel"])
             differences = _executor.differences(predicted, result, layers_predicted=False)
             if differences:
                 self.module.warn(f"the engine's answers differ from the plan (another client changed images during "
                                  f"the run, or the model missed a case): {differences}")
-            return _selection.annotate(result, snapshot, requests, self.kept)
+            return self.finish(_selection.annotate(result, snapshot, requests, self.kept))
         finally:
             client.close()
+
+    def finish(self, result):
+        """The result as returned: ``diff`` only in diff mode, as Ansible shows it only then."""
+        if not self.module._diff:
+            result.pop("diff", None)
+        return result
 
 
 def main():
@@ -475,10 +465,11 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     _engine.guard_secrets(module)
+    remover = ImageRemover(module)
     try:
-        result = ImageRemover(module).run()
+        result = remover.run()
     except _executor.ExecutionError as exc:
-        module.fail_json(msg=exc.message, **exc.result)
+        module.fail_json(msg=exc.message, **remover.finish(dict(exc.result)))
     except _engine.JanitorError as exc:
         module.fail_json(msg=exc.message, **exc.details)
     module.exit_json(**result)

@@ -35,6 +35,25 @@ def test_inspect_equals_the_sdk(connected, clean_engine, images):
         assert calls.inspect_image(name) == client.inspect_image(name)
 
 
+def _plain(answer):
+    if isinstance(answer, Exception):
+        return type(answer), answer.response.status_code, answer.explanation, str(answer)
+    return answer
+
+
+def test_pipelined_inspects_equal_the_sdk(connected, clean_engine, images):
+    """Many inspects at once: in order, the answers one SDK call each gives, errors as the SDK raises them."""
+    client, calls = connected
+    ids = [images.simple(f"janitor-bulk/many:{n}") for n in range(3)]
+    failing = ("janitor-bulk/none:1", "Janitor-Bulk/Upper:1")
+    names = [*ids, *failing, "janitor-bulk/many:1", ids[0][7:19]] * 30  # more than one pipeline window
+    expected = {name: _failure(client.inspect_image, name) if name in failing else client.inspect_image(name)
+                for name in names}
+    answers = calls.inspect_images(names)
+    assert [name for name, _answer in answers] == names
+    assert [_plain(answer) for _name, answer in answers] == [expected[name] for name in names]
+
+
 def test_untag_and_delete_answers_equal_the_cli(connected, clean_engine, images):
     _client, calls = connected
     image_id = images.simple("janitor-bulk/team:1", "localhost:5000/janitor-bulk/app:2")

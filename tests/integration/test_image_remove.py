@@ -22,17 +22,18 @@ CONTENT = "janitor image_remove "
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------
-def module(engine, images, check=False, **options):
-    return run_module("image_remove", {"docker_host": engine.url, "images": images, **options}, check_mode=check)
+def module(engine, images, check=False, diff=False, **options):
+    return run_module("image_remove", {"docker_host": engine.url, "images": images, **options}, check_mode=check,
+                      diff=diff)
 
 
 def check_then_run(engine, images, **options):
-    """Check mode, real run, second real run; check mode must equal the real run on every key."""
+    """Check mode, real run, second real run (in diff mode); check mode must equal the real run on every key."""
     before = engine.state()
-    check = module(engine, images, check=True, **options)
+    check = module(engine, images, check=True, diff=True, **options)
     assert not check.failed, check
     assert engine.state() == before, "check mode changed the engine"
-    real = module(engine, images, **options)
+    real = module(engine, images, diff=True, **options)
     assert not real.failed, real
     for key in RESULT_KEYS:
         assert check[key] == real[key], (key, check[key], real[key])
@@ -398,6 +399,35 @@ def test_one_tag_of_a_used_image_is_untagged(clean_engine, images):
     images.stopped_container(image)
     result = check_then_run(clean_engine, ["shared:1"])
     assert result["untagged"] == ["shared:1"] and result["skipped_images"] == []
+
+
+def test_diff_only_in_diff_mode(clean_engine, images):
+    """Like Ansible's own modules, the result carries ``diff`` only when diff mode is on; it names what changes."""
+    gone = load(images, "diffed:1", content="diff gone")
+    kept = load(images, "diffed:2", "diffed-keep:1", content="diff kept")
+    plain = module(clean_engine, ["diffed:1"], check=True)
+    assert "diff" not in plain and plain["deleted"] == [gone]
+    clean_engine.reset()
+    gone = load(images, "diffed:1", content="diff gone")
+    kept = load(images, "diffed:2", "diffed-keep:1", content="diff kept")
+    before = {gone: sorted(listed(clean_engine, gone)), kept: sorted(listed(clean_engine, kept))}
+    check = module(clean_engine, ["diffed:1", "diffed:2"], check=True, diff=True)
+    real = module(clean_engine, ["diffed:1", "diffed:2"], diff=True)
+    assert check["diff"] == real["diff"]
+    assert real["diff"]["before"]["images"] == before and "diffed-keep:1" in before[kept]
+    assert real["diff"]["after"]["images"] == {kept: sorted(listed(clean_engine, kept))}
+    assert "diff" not in module(clean_engine, ["diffed-keep:1"])
+
+
+@pytest.mark.parametrize("order", [(3, 1, 0, 2), (0, 2, 3, 1)], ids=["registry-last", "hub-first"])
+def test_diff_after_is_what_the_listing_shows(clean_engine, images, order):
+    """Tag by tag: the predicted ``after`` equals the listing (containerd moves its one listed digest around)."""
+    tags = ["a/b:1", "b:1", "localhost:5000/a:1", "quay.io/x/y:1", "zz:1"]
+    image = load(images, *tags, content="moving digest")
+    for index in order:
+        result = module(clean_engine, [tags[index]], diff=True)
+        assert not result.failed and result["untagged"] == [tags[index]], result
+        assert result["diff"]["after"]["images"] == {image: sorted(listed(clean_engine, image))}
 
 
 # -- parallel, and the other ways to run the module ------------------------------------------------------------------

@@ -56,10 +56,10 @@ def test_random_graphs_check_equals_real(engine, images, case, data):
     }), label="options")
     args = {"docker_host": engine.url, "images": values, **options}
     before = engine.state()
-    check = run_module("image_remove", args, check_mode=True)
+    check = run_module("image_remove", args, check_mode=True, diff=True)
     assert not check.failed, check
     assert engine.state() == before
-    real = run_module("image_remove", args)
+    real = run_module("image_remove", args, diff=True)
     assert not real.failed, real
     for key in RESULT_KEYS:
         assert check[key] == real[key], (key, check[key], real[key])

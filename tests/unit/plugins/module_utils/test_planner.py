@@ -94,6 +94,21 @@ def test_containerd_digest_removal_untags_every_tag_of_the_repository():
     assert (result["untagged"], result["deleted"]) == (["r/x:1", "r/x:2", "y:1"], [iid(1)])
 
 
+def test_containerd_listing_moves_its_one_digest_to_the_repository_that_sorts_last():
+    """Observed on 28.5: the one listed ``<repo>@<id>`` is the remaining repository whose full name sorts last."""
+    image = ImageRecord(iid(1), tags=("a/b:1", "b:1", "localhost:5000/a:1", "quay.io/x/y:1", "zz:1"),
+                        digests=(f"quay.io/x/y@{iid(1)}",))
+    snapshot = Snapshot(images=(image,), store=CONTAINERD)
+    _plan, result = run(snapshot, ["quay.io/x/y:1"])
+    assert result["diff"]["after"]["images"] == {
+        iid(1): sorted(["a/b:1", "b:1", "localhost:5000/a:1", f"localhost:5000/a@{iid(1)}", "zz:1"])}
+    _plan, result = run(snapshot, ["quay.io/x/y:1", "localhost:5000/a:1"])
+    assert result["diff"]["after"]["images"] == {iid(1): ["a/b:1", "b:1", "zz:1", f"zz@{iid(1)}"]}
+    _plan, result = run(snapshot, ["b:1"])  # the listed digest's repository keeps its tag: nothing moves
+    assert result["diff"]["after"]["images"] == {
+        iid(1): sorted(["a/b:1", "localhost:5000/a:1", "quay.io/x/y:1", f"quay.io/x/y@{iid(1)}", "zz:1"])}
+
+
 def parent_child(store):
     return Snapshot(images=(
         ImageRecord(iid(1), tags=("p:1",), size=100),
