@@ -338,7 +338,7 @@ images:
       returned: when kept for a container
 diff:
   description: The references of each selected or deleted image, before and after.
-  returned: in diff mode (C(--diff) or C(diff: true))
+  returned: in diff mode
   type: dict
   contains:
     before:
