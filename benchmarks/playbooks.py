@@ -12,6 +12,7 @@ from pathlib import Path
 from imageset import SET_LABEL, ImageSet
 
 TASK = "bench"
+RECORDED_CHECK_RESULT = "check-result.json"  # the explicit-list --check result, played back by bench_echo
 
 _HEAD = """---
 - name: Benchmark
@@ -43,6 +44,16 @@ def janitor_filter() -> str:
           label: {SET_LABEL}
         force: true
         containers: remove
+"""
+
+
+def echo(image_set: ImageSet, result_file: Path) -> str:
+    """image_remove's arguments in, a recorded image_remove result out, no work: Ansible's own share."""
+    return _HEAD + f"""    - name: {TASK}
+      bench_echo:
+        images: {_flow(image_set.references)}
+        containers: remove
+        result_file: {json.dumps(str(result_file))}
 """
 
 
@@ -81,6 +92,7 @@ def community_prune() -> str:
 def write_all(folder: Path, image_set: ImageSet) -> dict:
     texts = {
         "janitor_list": janitor_list(image_set),
+        "echo_check": echo(image_set, folder / RECORDED_CHECK_RESULT),
         "janitor_filter": janitor_filter(),
         "noop": noop(),
         "community_loop": community_loop(image_set),

@@ -21,6 +21,7 @@ ROWS = (
     ("community_loop", "4. community.docker docker_container + docker_image_remove loop"),
     ("community_prune", "4. community.docker docker_prune, label filter"),
     ("noop", "5. ansible-playbook, one ansible.builtin.ping task"),
+    ("echo_check", "5. row 2's arguments in and its recorded result out, no work (bench_echo), --check"),
     ("noop_community", "5. the same with the ansible package (community.docker's side)"),
 )
 
@@ -40,9 +41,13 @@ def _cpu(row):
 
 
 def cpu_module(size: dict, key: str):
-    """Client CPU of a janitor row minus its no-op row (the ``*_module`` keys of ``derive``)."""
+    """Client CPU of a janitor row minus its no-op row (the ``*_module`` keys of ``derive``), or of row 2 minus the
+    echo row (``janitor_list_check_own``)."""
     rows = size["rows"]
-    base, noop = key[: -len("_module")], "noop_community" if key.startswith("community") else "noop"
+    if key == "janitor_list_check_own":
+        base, noop = "janitor_list_check", "echo_check"
+    else:
+        base, noop = key[: -len("_module")], "noop_community" if key.startswith("community") else "noop"
     mine, fixed = _cpu(rows.get(base)), _cpu(rows.get(noop))
     return None if mine is None or fixed is None else mine - fixed
 
@@ -60,6 +65,10 @@ def derive(size: dict) -> dict:
     for key in ("janitor_list", "janitor_filter", "janitor_list_check", "janitor_filter_check"):
         if best(key) is not None and noop is not None:
             out[f"{key}_module"] = best(key) - noop
+    if best("echo_check") is not None and noop is not None:
+        out["echo_check_module"] = best("echo_check") - noop
+        if best("janitor_list_check") is not None:
+            out["janitor_list_check_own"] = best("janitor_list_check") - best("echo_check")
     if best("community_prune") is not None and best("noop_community") is not None:
         out["community_prune_module"] = best("community_prune") - best("noop_community")
     if rmi:
@@ -152,6 +161,10 @@ def markdown(results: dict) -> str:
                        ("janitor_filter_module", "module time, label filter (row 1 − row 5)"),
                        ("janitor_list_check_module", "module time, explicit list, --check"),
                        ("janitor_filter_check_module", "module time, label filter, --check"),
+                       ("echo_check_module", "of which Ansible's share: same arguments and result, no work "
+                                             "(echo row − row 5)"),
+                       ("janitor_list_check_own", "of which image_remove's own work, explicit list, --check "
+                                                  "(row 2 − echo row)"),
                        ("community_prune_module", "docker_prune module time (its row − its row 5)")):
         cells = []
         for n in ns:

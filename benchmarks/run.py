@@ -165,6 +165,7 @@ class Runner:
             "ANSIBLE_PYTHON_INTERPRETER": module_python(),
             "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
             "ANSIBLE_DEPRECATION_WARNINGS": "0",
+            "ANSIBLE_LIBRARY": str(BENCH / "library"),
         })
         for key in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_TLS", "DOCKER_API_VERSION"):
             env.pop(key, None)
@@ -172,8 +173,9 @@ class Runner:
         return env
 
     def playbook(self, playbook: Path, check: bool = False, community: bool = False, rss_file: Path | None = None,
-                 timeout: float = 1800) -> dict:
-        """Run ansible-playbook; returns seconds, rc and a summary of the ``bench`` task's result."""
+                 timeout: float = 1800, keep_result: Path | None = None) -> dict:
+        """Run ansible-playbook; returns seconds, rc and a summary of the ``bench`` task's result (written whole to
+        ``keep_result`` when given, without the keys Ansible adds)."""
         results_file = self.workdir / "results.jsonl"
         results_file.unlink(missing_ok=True)
         extra = {"JANITOR_RESULTS_FILE": str(results_file)}
@@ -195,6 +197,9 @@ class Runner:
         summary = {"seconds": seconds, "rc": proc.returncode, "cpu_seconds": cpu}
         if task:
             summary["result"] = summarize(task[-1]["result"])
+            if keep_result is not None:
+                kept = {k: v for k, v in task[-1]["result"].items() if k != "invocation" and not k.startswith("_")}
+                keep_result.write_text(json.dumps(kept), encoding="utf-8")
         if proc.returncode != 0:
             summary["error"] = (proc.stdout[-1500:] + proc.stderr[-1500:]).strip()
         return summary
@@ -284,8 +289,10 @@ def measure_size(runner: Runner, n: int, args) -> dict:
         log(f"N={n}: round {round_no + 1}/{args.repeat}")
         be.restore()
         memory_samples["check"] = runner.playbook(paths["janitor_list"], check=True,
-                                                  rss_file=rss_path("check") if args.smoke else None)
+                                                  rss_file=rss_path("check") if args.smoke else None,
+                                                  keep_result=runner.workdir / playbooks.RECORDED_CHECK_RESULT)
         record(rows, "janitor_list_check", memory_samples["check"])
+        record(rows, "echo_check", runner.playbook(paths["echo_check"], check=True))
         record(rows, "janitor_filter_check", runner.playbook(paths["janitor_filter"], check=True))
         record(rows, "noop", runner.playbook(paths["noop"]))
         if runner.community_playbook:

@@ -18,7 +18,8 @@ from tests.harness.engines import engine_spec
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() == "true"
-ROWS = ("janitor_list", "janitor_filter", "janitor_list_check", "janitor_filter_check", "docker_rmi", "noop")
+ROWS = ("janitor_list", "janitor_filter", "janitor_list_check", "janitor_filter_check", "docker_rmi", "noop",
+        "echo_check")
 DESTRUCTIVE = ("janitor_list", "janitor_filter", "docker_rmi")
 
 
@@ -66,6 +67,8 @@ def test_check_mode_predicts_the_real_run(smoke):
         real = rows[f"janitor_{mode}"]["samples"][0]["result"]
         assert predicted == real
         assert real["deleted"] == 20 and real["containers_removed"] == 5 and not real["failed"]
+    # the echo row plays row 2's result back unchanged: Ansible's share is measured on the very same result
+    assert rows["echo_check"]["samples"][0]["result"] == rows["janitor_list_check"]["samples"][0]["result"]
 
 
 def test_memory_planner_and_report(smoke):
@@ -79,3 +82,4 @@ def test_memory_planner_and_report(smoke):
         assert planner[case]["plan_seconds"] > 0 and planner[case]["steps"] > 0
     assert {t["target"].split(",")[0] for t in results["targets"]} >= {"whole process ≤ 1.5 × docker rmi"}
     assert "| 3. docker rm + docker rmi" in table and "| target | measured | met |" in table
+    assert "| of which image_remove's own work, explicit list, --check" in table
