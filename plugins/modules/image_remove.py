@@ -33,7 +33,8 @@ attributes:
   diff_mode:
     support: full
     details:
-      - The diff lists the references of every selected or deleted image, before and after.
+      - The diff lists the references of every selected or deleted image, before and after. It is returned only in
+        diff mode.
   idempotent:
     description: Running the module again with the same options changes nothing and reports C(changed=false).
     support: full
@@ -99,8 +100,9 @@ options:
     description:
       - How many removal requests may run at the same time. Requests that depend on each other (the same image,
         a child and its parents) always run in order, so the result is the same as with V(1).
-      - Check mode uses as many concurrent requests to read the images' layers (classic store only). Over a unix
-        socket, that many connections to the daemon are kept open during the run.
+      - Over a unix socket, that many connections to the daemon are kept open during the run. In check mode on the
+        classic store, the images' layers are read with pipelined requests on one more connection (over TCP, TLS
+        or ssh, with this many concurrent requests).
     type: int
     default: 4
   filters:
