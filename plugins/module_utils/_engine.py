@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import socket
+import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlencode
@@ -26,8 +28,6 @@ try:
     import docker.transport
     import requests.exceptions
     import requests.models
-    import urllib3
-    import urllib3.exceptions
 except ImportError:
     docker = None
     SDK_IMPORT_ERROR = traceback.format_exc()
@@ -335,15 +335,14 @@ def bulk_calls(client, size):
 
     Over a unix socket the SDK opens one connection pool per URL, so each request that names another image costs a
     new connection and the whole ``requests`` machinery (about 1.5 ms of client CPU each). The returned object sends
-    these requests over one keep-alive pool of ``size`` connections to the same socket, with the SDK's own
-    connection class, and raises the very exceptions the SDK raises. Other transports (TCP, TLS, ssh) use the SDK.
+    these requests over at most ``size`` kept-alive connections to the same socket, written and read directly
+    (about 0.15 ms each), and raises the very exceptions the SDK raises. Other transports (TCP, TLS, ssh) use the
+    SDK.
     ``inspect_images`` answers many inspects at once (pipelined on a unix socket). Call ``close()`` when done.
     """
     adapter = getattr(client, "adapters", {}).get("http+docker://")
     if isinstance(adapter, docker.transport.UnixHTTPAdapter):
-        pool = docker.transport.unixconn.UnixHTTPConnectionPool(
-            client.base_url, adapter.socket_path, timeout=client.timeout, maxsize=max(1, size))
-        return _UnixCalls(pool, f"/v{client._version}", client.timeout, adapter.socket_path)
+        return _UnixCalls(f"/v{client._version}", client.timeout, adapter.socket_path, size)
     return _SDKCalls(client, size)
 
 
@@ -386,12 +385,13 @@ def _answer_or_error(call, image):
 
 
 class _UnixCalls:
-    def __init__(self, pool, prefix, timeout, socket_path):
-        self.pool = pool
+    def __init__(self, prefix, timeout, socket_path, size=1):
         self.prefix = prefix
-        self.timeout = urllib3.Timeout(connect=timeout, read=timeout)
         self.socket_timeout = timeout
         self.socket_path = socket_path
+        self.size = max(1, size)
+        self._idle = []  # (socket, reader) kept alive between requests, at most ``size``
+        self._lock = threading.Lock()
 
     def remove_image(self, image, force=False, noprune=False):
         query = urlencode({"force": force, "noprune": noprune})
@@ -427,20 +427,63 @@ class _UnixCalls:
         return answers
 
     def close(self):
-        self.pool.close()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            _close_connection(connection)
 
     def _send(self, method, path):
+        """One request on a kept-alive connection (a new one when none is idle); the SDK's exceptions."""
         url = self.prefix + path
+        connection = self._take()
         try:
-            answer = self.pool.request(method, url, retries=False, timeout=self.timeout, preload_content=True)
-        except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError) as exc:
+            if connection is None:
+                connection = self._open()
+            sock, reader = connection
+            sock.sendall(f"{method} {url} HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\n\r\n".encode("ascii"))
+            status, reason, body, will_close = _read_answer(reader)
+        except TimeoutError as exc:
+            _close_connection(connection)
             raise requests.exceptions.Timeout(exc) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except (OSError, ValueError) as exc:
+            _close_connection(connection)
             raise requests.exceptions.ConnectionError(exc) from exc
-        if answer.status >= 400:
-            raise _sdk_error(answer.status, answer.reason, answer.data, _sdk_url(url))
-        data = answer.data
-        return json.loads(data) if data else None
+        if will_close:
+            _close_connection(connection)
+        else:
+            self._give_back(connection)
+        if status >= 400:
+            raise _sdk_error(status, reason, body, _sdk_url(url))
+        return json.loads(body) if body else None
+
+    def _open(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.socket_timeout)
+            sock.connect(self.socket_path)
+            return sock, sock.makefile("rb")
+        except OSError:
+            sock.close()
+            raise
+
+    def _take(self):
+        """An idle connection the daemon has not closed meanwhile, or None."""
+        while True:
+            with self._lock:
+                if not self._idle:
+                    return None
+                connection = self._idle.pop()
+            # an idle keep-alive connection has nothing to read; if it has, the daemon closed it (or it is broken)
+            if not select.select([connection[0]], [], [], 0)[0]:
+                return connection
+            _close_connection(connection)
+
+    def _give_back(self, connection):
+        with self._lock:
+            if len(self._idle) < self.size:
+                self._idle.append(connection)
+                return
+        _close_connection(connection)
 
     def _pipelined_inspects(self, images, answers, stop):
         """Append ``(image, answer)`` to ``answers`` as the engine answers; stops early if it closes the connection."""
@@ -483,6 +526,8 @@ class _ProtocolError(ValueError):
 
 def _read_line(reader):
     line = reader.readline(_MAX_LINE + 1)
+    if not line:
+        raise _ProtocolError("the daemon closed the connection before it answered")
     if not line.endswith(b"\n") or len(line) > _MAX_LINE:
         raise _ProtocolError(f"truncated or overlong line in an answer: {line[:80]!r}")
     return line
@@ -535,6 +580,13 @@ def _read_chunks(reader):
         if len(chunk) != size or _read_line(reader) not in (b"\r\n", b"\n"):
             raise _ProtocolError("chunked answer cut short")
         parts.append(chunk)
+
+
+def _close_connection(connection):
+    if connection is not None:
+        sock, reader = connection
+        reader.close()
+        sock.close()
 
 
 def _quote(value):
