@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import docker
@@ -247,3 +248,46 @@ def test_layer_reader_reports_a_lost_engine_as_our_error():
             for conn in accepted:
                 conn.close()
     assert info.value.message.startswith("inspecting the images: ")
+
+
+def test_an_idle_connection_the_daemon_closed_is_replaced_not_reused():
+    """A kept-alive connection closed by the daemon while idle is noticed before reuse: no request is lost or sent
+    twice."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    requests_seen, connections = [], []
+    with tempfile.TemporaryDirectory(prefix="jd-") as tmp:
+        path = Path(tmp) / "engine.sock"
+        server.bind(str(path))
+        server.listen(4)
+
+        def loop():
+            while True:
+                try:
+                    conn, _address = server.accept()
+                except OSError:
+                    return
+                connections.append(conn)
+                with conn, conn.makefile("rb") as reader:
+                    requests_seen.append(reader.readline().split()[1].decode())
+                    while reader.readline() not in (b"\r\n", b""):
+                        pass
+                    body = b'{"Id": "x"}'
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                # closes without "Connection: close": the client only finds out by looking
+
+        threading.Thread(target=loop, daemon=True).start()
+        client = docker.APIClient(base_url=f"unix://{path}", version="1.41", timeout=5)
+        calls = _engine.bulk_calls(client, 2)
+        try:
+            assert calls.inspect_image("first") == {"Id": "x"}
+            deadline = time.monotonic() + 5
+            while len(connections) < 1 or connections[0].fileno() != -1:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            time.sleep(0.05)
+            assert calls.inspect_image("second") == {"Id": "x"}
+        finally:
+            calls.close()
+            client.close()
+            server.close()
+    assert requests_seen == ["/v1.41/images/first/json", "/v1.41/images/second/json"] and len(connections) == 2
