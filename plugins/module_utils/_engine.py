@@ -540,8 +540,8 @@ def _read_answer(reader):
     no body; the status line and headers are parsed here because ``http.client`` parses headers with the e-mail
     package, which costs more than the whole rest of an inspect.
     """
-    version, _, rest = _read_line(reader).decode("iso-8859-1").rstrip("\r\n").partition(" ")
-    code, _, reason = rest.partition(" ")
+    version, _space, rest = _read_line(reader).decode("iso-8859-1").rstrip("\r\n").partition(" ")
+    code, _space, reason = rest.partition(" ")
     if not version.startswith("HTTP/1.") or not code.isdigit():
         raise _ProtocolError(f"not an HTTP/1.x status line: {version} {rest}"[:120])
     status = int(code)
@@ -550,7 +550,7 @@ def _read_answer(reader):
         line = _read_line(reader)
         if line in (b"\r\n", b"\n"):
             break
-        name, _, value = line.decode("iso-8859-1").partition(":")
+        name, _colon, value = line.decode("iso-8859-1").partition(":")
         headers[name.strip().lower()] = value.strip()
     will_close = version == "HTTP/1.0" or headers.get("connection", "").lower() == "close"
     if status < 200:
