@@ -313,9 +313,14 @@ def lost_connection_error(client, exc, action):
     return EngineUnreachableError(f"{action}: lost the connection to the Docker daemon at {host}: {text}")
 
 
+def status_of(exc):
+    """The HTTP status of the engine's answer behind a docker SDK error, or None."""
+    return getattr(getattr(exc, "response", None), "status_code", None)
+
+
 def api_error(exc, action):
     """Turn a docker SDK error raised while doing ``action`` into an ``EngineAPIError``."""
-    status = getattr(getattr(exc, "response", None), "status_code", None)
+    status = status_of(exc)
     explanation = getattr(exc, "explanation", None) or str(exc)
     if isinstance(explanation, bytes):
         explanation = explanation.decode("utf-8", "replace")

@@ -26,6 +26,7 @@ from ansible_collections.janitor.docker.plugins.module_utils._engine import (
     is_api_error,
     is_connection_error,
     lost_connection_error,
+    status_of,
 )
 
 _REASONS = (
@@ -42,10 +43,6 @@ class ExecutionError(JanitorError):
     def __init__(self, message, result):
         super().__init__(message)
         self.result = result
-
-
-def _status(exc):
-    return getattr(getattr(exc, "response", None), "status_code", None)
 
 
 def _reason(message):
@@ -93,7 +90,7 @@ class _Run:
         try:
             self.calls.inspect_image(image_id)
         except Exception as exc:  # noqa: BLE001 - only a clear "not found" answer counts as gone
-            return is_api_error(exc) and _status(exc) == 404
+            return is_api_error(exc) and status_of(exc) == 404
         return False
 
     def run_group(self, steps):
@@ -106,7 +103,7 @@ class _Run:
             try:
                 answer = self._send(step)
             except Exception as exc:  # noqa: BLE001 - sorted out below
-                status = _status(exc) if is_api_error(exc) else None
+                status = status_of(exc) if is_api_error(exc) else None
                 if status == 404:
                     continue
                 if status is not None and step.action == "remove_image" and self._gone(step.image_id):

@@ -20,6 +20,7 @@ from ansible_collections.janitor.docker.plugins.module_utils._engine import (
     bulk_calls,
     is_connection_error,
     lost_connection_error,
+    status_of,
 )
 
 CLASSIC = "classic"
@@ -213,7 +214,7 @@ class LayerReader:
         found = {}
         for image_id, answer in self._answers:
             if isinstance(answer, Exception):
-                if getattr(getattr(answer, "response", None), "status_code", 0) == 404:
+                if status_of(answer) == 404:
                     continue  # a vanished image has no layers to predict
                 raise api_error(answer, f"inspecting image {image_id}")
             found[image_id] = tuple((answer.get("RootFS") or {}).get("Layers") or ())

@@ -32,25 +32,36 @@ def test_objects_that_are_not_sdk_clients_are_used_as_they_are():
     assert calls.remove_image("a:1", force=True) == [{"Untagged": "a:1", "force": True, "noprune": False}]
 
 
-def _serve(path, behaviour):
+def _listen(path, handle):
+    """A unix-socket server at ``path`` that hands each connection, with its number (0 first), to ``handle``."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
-    server.listen(4)
-    accepted = []
+    server.listen(8)
 
     def loop():
+        number = 0
         while True:
             try:
                 conn, _address = server.accept()
             except OSError:
                 return
-            accepted.append(conn)
-            if behaviour == "close":
-                conn.recv(65536)
-                conn.close()
+            threading.Thread(target=handle, args=(conn, number), daemon=True).start()
+            number += 1
 
     threading.Thread(target=loop, daemon=True).start()
-    return server, accepted
+    return server
+
+
+def _serve(path, behaviour):
+    accepted = []
+
+    def handle(conn, _number):
+        accepted.append(conn)
+        if behaviour == "close":
+            conn.recv(65536)
+            conn.close()
+
+    return _listen(path, handle), accepted
 
 
 @pytest.mark.parametrize(("behaviour", "expected", "words"), [
@@ -126,11 +137,9 @@ def test_broken_answers_are_protocol_errors(raw):
 def _inspect_server(path, answer_count, log):
     """A unix-socket server whose first connection answers ``answer_count`` requests and hangs up; the others
     answer everything."""
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(path))
-    server.listen(8)
 
-    def serve(conn, limit):
+    def serve(conn, number):
+        limit = answer_count if number == 0 else None
         with conn, conn.makefile("rb") as reader:
             answered = 0
             while True:
@@ -154,18 +163,7 @@ def _inspect_server(path, answer_count, log):
                                  % (len(body), body))
                 answered += 1
 
-    def loop():
-        limit = answer_count
-        while True:
-            try:
-                conn, _address = server.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn, limit), daemon=True).start()
-            limit = None
-
-    threading.Thread(target=loop, daemon=True).start()
-    return server
+    return _listen(path, serve)
 
 
 @pytest.mark.parametrize("answer_count", [1000, 50, 0])
@@ -253,29 +251,21 @@ def test_layer_reader_reports_a_lost_engine_as_our_error():
 def test_an_idle_connection_the_daemon_closed_is_replaced_not_reused():
     """A kept-alive connection closed by the daemon while idle is noticed before reuse: no request is lost or sent
     twice."""
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     requests_seen, connections = [], []
+
+    def answer_once(conn, _number):
+        connections.append(conn)
+        with conn, conn.makefile("rb") as reader:
+            requests_seen.append(reader.readline().split()[1].decode())
+            while reader.readline() not in (b"\r\n", b""):
+                pass
+            body = b'{"Id": "x"}'
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        # closes without "Connection: close": the client only finds out by looking
+
     with tempfile.TemporaryDirectory(prefix="jd-") as tmp:
         path = Path(tmp) / "engine.sock"
-        server.bind(str(path))
-        server.listen(4)
-
-        def loop():
-            while True:
-                try:
-                    conn, _address = server.accept()
-                except OSError:
-                    return
-                connections.append(conn)
-                with conn, conn.makefile("rb") as reader:
-                    requests_seen.append(reader.readline().split()[1].decode())
-                    while reader.readline() not in (b"\r\n", b""):
-                        pass
-                    body = b'{"Id": "x"}'
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-                # closes without "Connection: close": the client only finds out by looking
-
-        threading.Thread(target=loop, daemon=True).start()
+        server = _listen(path, answer_once)
         client = docker.APIClient(base_url=f"unix://{path}", version="1.41", timeout=5)
         calls = _engine.bulk_calls(client, 2)
         try:
