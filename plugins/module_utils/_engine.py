@@ -342,8 +342,7 @@ def bulk_calls(client, size):
     new connection and the whole ``requests`` machinery (about 1.5 ms of client CPU each). The returned object sends
     these requests over at most ``size`` kept-alive connections to the same socket, written and read directly
     (about 0.15 ms each), and raises the very exceptions the SDK raises. Other transports (TCP, TLS, ssh) use the
-    SDK.
-    ``inspect_images`` answers many inspects at once (pipelined on a unix socket). Call ``close()`` when done.
+    SDK. ``inspect_images`` answers many inspects at once (pipelined on a unix socket). Call ``close()`` when done.
     """
     adapter = getattr(client, "adapters", {}).get("http+docker://")
     if isinstance(adapter, docker.transport.UnixHTTPAdapter):
@@ -493,11 +492,11 @@ class _UnixCalls:
     def _pipelined_inspects(self, images, answers, stop):
         """Append ``(image, answer)`` to ``answers`` as the engine answers; stops early if it closes the connection."""
         paths = [f"{self.prefix}/images/{_quote(image)}/json" for image in images]
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(self.socket_timeout)
-            sock.connect(self.socket_path)
-            with sock.makefile("rb") as reader:
-                self._pipeline(sock, reader, images, paths, answers, stop)
+        connection = self._open()  # a connection of its own, never given back to the idle ones
+        try:
+            self._pipeline(*connection, images, paths, answers, stop)
+        finally:
+            _close_connection(connection)
 
     @staticmethod
     def _pipeline(sock, reader, images, paths, answers, stop):
