@@ -22,6 +22,13 @@ from urllib.parse import quote, urlencode
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
+from ansible_collections.janitor.docker.plugins.module_utils._errors import (
+    EngineAPIError,
+    EngineUnreachableError,
+    JanitorError,
+    SDKMissingError,
+)
+
 try:
     import docker
     import docker.errors
@@ -55,32 +62,6 @@ ENGINE_ARGUMENT_SPEC = dict(
     validate_certs=dict(type="bool", default=False, fallback=(env_fallback, ["DOCKER_TLS_VERIFY"]),
                         aliases=["tls_verify"]),
 )
-
-
-class JanitorError(Exception):
-    """An error meant for the operator: the message says what went wrong and what to do."""
-
-    def __init__(self, message, **details):
-        super().__init__(message)
-        self.message = message
-        self.details = details
-
-
-class SDKMissingError(JanitorError):
-    pass
-
-
-class EngineUnreachableError(JanitorError):
-    pass
-
-
-class EngineAPIError(JanitorError):
-    """The engine answered with an error status."""
-
-    def __init__(self, message, status=None, explanation="", **details):
-        super().__init__(message, **details)
-        self.status = status
-        self.explanation = explanation
 
 
 def guard_secrets(module):
@@ -615,3 +596,55 @@ def _sdk_error(status, reason, data, url):
     except docker.errors.APIError as exc:
         return exc
     raise AssertionError("the SDK returned no error for an error answer")  # pragma: no cover
+
+
+class LayerReader:
+    """Every image's ``RootFS.Layers`` (diff IDs), read in a thread of its own while the plan is being made.
+
+    ``start()`` sends the inspects (pipelined on a unix socket), ``layers()`` waits for them and returns
+    ``{image ID: diff IDs}`` (an image deleted meanwhile by another client is left out), ``cancel()`` stops sending
+    when the plan turns out not to need them. Engine errors come out of ``layers()`` as ``JanitorError``.
+    """
+
+    def __init__(self, client, image_ids, parallel):
+        self.client = client
+        self.image_ids = tuple(image_ids)
+        self.parallel = parallel
+        self._stop = threading.Event()
+        self._thread = None
+        self._answers = ()
+        self._error = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self._read, name="janitor-layers", daemon=True)
+        self._thread.start()
+        return self
+
+    def _read(self):
+        calls = bulk_calls(self.client, self.parallel)
+        try:
+            self._answers = calls.inspect_images(self.image_ids, stop=self._stop)
+        except Exception as exc:  # noqa: BLE001 - handed to the planning thread in layers()
+            self._error = exc
+        finally:
+            calls.close()
+
+    def layers(self):
+        self._thread.join()
+        if self._error is not None:
+            if is_connection_error(self._error):
+                raise lost_connection_error(self.client, self._error, "inspecting the images") from self._error
+            raise self._error
+        found = {}
+        for image_id, answer in self._answers:
+            if isinstance(answer, Exception):
+                if status_of(answer) == 404:
+                    continue  # a vanished image has no layers to predict
+                raise api_error(answer, f"inspecting image {image_id}")
+            found[image_id] = tuple((answer.get("RootFS") or {}).get("Layers") or ())
+        return found
+
+    def cancel(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()

@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.janitor.docker.plugins.module_utils import _planner
 from ansible_collections.janitor.docker.plugins.module_utils._engine import (
-    JanitorError,
     api_error,
     bulk_calls,
     is_api_error,
@@ -28,6 +27,7 @@ from ansible_collections.janitor.docker.plugins.module_utils._engine import (
     lost_connection_error,
     status_of,
 )
+from ansible_collections.janitor.docker.plugins.module_utils._errors import ExecutionError, JanitorError
 
 _REASONS = (
     ("dependent child images", _planner.REASON_CHILDREN),
@@ -35,14 +35,6 @@ _REASONS = (
     ("multiple repositories", _planner.REASON_REPOSITORIES),
     ("container", _planner.REASON_CONTAINER),
 )
-
-
-class ExecutionError(JanitorError):
-    """A step failed; ``result`` holds what the engine had confirmed until then."""
-
-    def __init__(self, message, result):
-        super().__init__(message)
-        self.result = result
 
 
 def _reason(message):

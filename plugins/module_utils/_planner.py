@@ -22,7 +22,7 @@ import gc
 import hashlib
 from dataclasses import dataclass, field
 
-from ansible_collections.janitor.docker.plugins.module_utils._engine import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils._references import split_domain
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import CONTAINERD, repository_of
 

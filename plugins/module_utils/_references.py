@@ -15,7 +15,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from ansible_collections.janitor.docker.plugins.module_utils._engine import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import CONTAINERD, Request, repository_of
 
 DEFAULT_DOMAIN = "docker.io"

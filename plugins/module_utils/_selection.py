@@ -32,7 +32,7 @@ import re
 import time
 
 from ansible_collections.janitor.docker.plugins.module_utils import _references
-from ansible_collections.janitor.docker.plugins.module_utils._engine import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import CONTAINERD, Request, repository_of
 
 SELECTION_ARGUMENT_SPEC = dict(

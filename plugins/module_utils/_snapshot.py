@@ -7,21 +7,13 @@
 ``read(client)`` makes exactly two list requests (``GET /images/json?all=1`` and ``GET /containers/json?all=1``)
 plus one ``GET /info``; nothing after it talks to the engine, so selection and planning are pure functions of a
 ``Snapshot`` and can be tested without a daemon. The one extra read, each image's layers (which only check mode
-needs, to predict released layers on the classic store), is ``LayerReader``: it runs beside the planner.
+needs, to predict released layers on the classic store), is the transport's ``LayerReader``: it runs beside the
+planner. This module imports no transport and no SDK.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
-
-from ansible_collections.janitor.docker.plugins.module_utils._engine import (
-    api_error,
-    bulk_calls,
-    is_connection_error,
-    lost_connection_error,
-    status_of,
-)
 
 CLASSIC = "classic"
 CONTAINERD = "containerd"
@@ -172,55 +164,3 @@ def read(client):
         engine_version=info.get("ServerVersion", ""),
         api_version=client.api_version,
     )
-
-
-class LayerReader:
-    """Every image's ``RootFS.Layers`` (diff IDs), read in a thread of its own while the plan is being made.
-
-    ``start()`` sends the inspects (pipelined on a unix socket), ``layers()`` waits for them and returns
-    ``{image ID: diff IDs}`` (an image deleted meanwhile by another client is left out), ``cancel()`` stops sending
-    when the plan turns out not to need them. Engine errors come out of ``layers()`` as ``JanitorError``.
-    """
-
-    def __init__(self, client, image_ids, parallel):
-        self.client = client
-        self.image_ids = tuple(image_ids)
-        self.parallel = parallel
-        self._stop = threading.Event()
-        self._thread = None
-        self._answers = ()
-        self._error = None
-
-    def start(self):
-        self._thread = threading.Thread(target=self._read, name="janitor-layers", daemon=True)
-        self._thread.start()
-        return self
-
-    def _read(self):
-        calls = bulk_calls(self.client, self.parallel)
-        try:
-            self._answers = calls.inspect_images(self.image_ids, stop=self._stop)
-        except Exception as exc:  # noqa: BLE001 - handed to the planning thread in layers()
-            self._error = exc
-        finally:
-            calls.close()
-
-    def layers(self):
-        self._thread.join()
-        if self._error is not None:
-            if is_connection_error(self._error):
-                raise lost_connection_error(self.client, self._error, "inspecting the images") from self._error
-            raise self._error
-        found = {}
-        for image_id, answer in self._answers:
-            if isinstance(answer, Exception):
-                if status_of(answer) == 404:
-                    continue  # a vanished image has no layers to predict
-                raise api_error(answer, f"inspecting image {image_id}")
-            found[image_id] = tuple((answer.get("RootFS") or {}).get("Layers") or ())
-        return found
-
-    def cancel(self):
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()

@@ -31,7 +31,7 @@ import stat
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from ansible_collections.janitor.docker.plugins.module_utils._engine import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
 
 SEVERITIES = ("info", "warning", "critical")
 _SEVERITY_RANK = {"none": 0, "info": 1, "warning": 2, "critical": 3}

@@ -364,6 +364,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.janitor.docker.plugins.module_utils import (  # noqa: E402
     _engine,
+    _errors,
     _executor,
     _planner,
     _references,
@@ -384,7 +385,7 @@ class ImageRemover:
         """Every error in the options, before connecting."""
         params = self.params
         if params["parallel"] < 1 or params["parallel"] > 64:
-            raise _engine.JanitorError(f"parallel={params['parallel']} is not valid: give a number from 1 to 64")
+            raise _errors.JanitorError(f"parallel={params['parallel']} is not valid: give a number from 1 to 64")
         _references.validate(params["images"] or [], default_tag=params["tag"])
         _selection.validate(params)
 
@@ -405,7 +406,7 @@ class ImageRemover:
         engine's answers, and the layers need one inspect per image. The inspects start at once, beside planning."""
         if not self.module.check_mode or not _planner.rules_for(snapshot.store).reports_layers or not snapshot.images:
             return None
-        return _snapshot.LayerReader(client, [image.id for image in snapshot.images], self.params["parallel"]).start()
+        return _engine.LayerReader(client, [image.id for image in snapshot.images], self.params["parallel"]).start()
 
     def plan(self, snapshot, requests, not_found, layer_reader):
         policy = self.policy()
@@ -470,9 +471,9 @@ def main():
     remover = ImageRemover(module)
     try:
         result = remover.run()
-    except _executor.ExecutionError as exc:
+    except _errors.ExecutionError as exc:
         module.fail_json(msg=exc.message, **remover.finish(dict(exc.result)))
-    except _engine.JanitorError as exc:
+    except _errors.JanitorError as exc:
         module.fail_json(msg=exc.message, **exc.details)
     module.exit_json(**result)
 

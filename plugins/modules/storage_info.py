@@ -377,13 +377,13 @@ highest_severity:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.janitor.docker.plugins.module_utils._engine import (
-    JanitorError,
     api_error,
     connect,
     engine_argument_spec,
     guard_secrets,
     is_api_error,
 )
+from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils import _storage
 
 

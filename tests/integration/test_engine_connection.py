@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.janitor.docker.plugins.module_utils import _engine
+from ansible_collections.janitor.docker.plugins.module_utils import _engine, _errors
 
 
 def test_connect_reaches_engine(engine):
@@ -30,7 +30,7 @@ def test_fixed_api_version_is_used(engine):
 
 
 def test_api_version_older_than_supported_is_refused(engine):
-    with pytest.raises(_engine.JanitorError) as info:
+    with pytest.raises(_errors.JanitorError) as info:
         _engine.connect({"docker_host": engine.url, "api_version": "1.30", "timeout": 30})
     assert "1.30" in info.value.message and "1.41" in info.value.message
 
@@ -38,7 +38,7 @@ def test_api_version_older_than_supported_is_refused(engine):
 def test_missing_socket_names_the_host():
     with tempfile.TemporaryDirectory(prefix="jd-") as tmp:
         url = f"unix://{tmp}/nothing.sock"
-        with pytest.raises(_engine.EngineUnreachableError) as info:
+        with pytest.raises(_errors.EngineUnreachableError) as info:
             _engine.connect({"docker_host": url, "timeout": 5})
     assert url in info.value.message
 
@@ -50,7 +50,7 @@ def test_socket_that_does_not_answer_times_out():
         server.bind(str(path))
         server.listen(1)
         try:
-            with pytest.raises(_engine.EngineUnreachableError) as info:
+            with pytest.raises(_errors.EngineUnreachableError) as info:
                 _engine.connect({"docker_host": f"unix://{path}", "timeout": 1})
         finally:
             server.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from ansible_collections.janitor.docker.plugins.module_utils import _engine
+from ansible_collections.janitor.docker.plugins.module_utils import _engine, _errors
 from tests.harness.ansible_runner import run_module
 from tests.harness.engines import Engine, engine_spec
 from tests.harness.faults import FakeDaemon, SilentDaemon, StallingProxy, run_module_process
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.engine
 NOBODY = "65534"
 
 
-def _refused(params, *fragments, kind=_engine.JanitorError, names_host=True):
+def _refused(params, *fragments, kind=_errors.JanitorError, names_host=True):
     with pytest.raises(kind) as info:
         _engine.connect(params).close()
     message = info.value.message
@@ -47,18 +47,18 @@ def test_daemon_killed_before_the_run(private_engine):
     url = private_engine.url
     private_engine.kill()
     assert Path(url[len("unix://"):]).exists(), "a killed dockerd leaves its socket behind"
-    message = _refused({"docker_host": url, "timeout": 5}, "cannot reach", kind=_engine.EngineUnreachableError)
+    message = _refused({"docker_host": url, "timeout": 5}, "cannot reach", kind=_errors.EngineUnreachableError)
     assert "refused" in message.lower()
 
 
 def test_no_daemon_at_all():
     with tempfile.TemporaryDirectory(prefix="jd-") as tmp:
         _refused({"docker_host": f"unix://{tmp}/docker.sock", "timeout": 5}, "cannot reach",
-                 kind=_engine.EngineUnreachableError)
+                 kind=_errors.EngineUnreachableError)
 
 
 def test_tcp_port_without_daemon():
-    _refused({"docker_host": "tcp://127.0.0.1:1", "timeout": 5}, "cannot reach", kind=_engine.EngineUnreachableError)
+    _refused({"docker_host": "tcp://127.0.0.1:1", "timeout": 5}, "cannot reach", kind=_errors.EngineUnreachableError)
 
 
 # -- API versions -------------------------------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def test_daemon_that_never_answers():
     with tempfile.TemporaryDirectory(prefix="jd-") as tmp:
         with SilentDaemon(Path(tmp) / "silent.sock") as daemon:
             _refused({"docker_host": daemon.url, "timeout": 1}, "did not answer in time",
-                     kind=_engine.EngineUnreachableError)
+                     kind=_errors.EngineUnreachableError)
 
 
 def test_daemon_that_stops_answering_after_connecting(engine):

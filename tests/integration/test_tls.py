@@ -12,7 +12,7 @@ import pytest
 import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.janitor.docker.plugins.module_utils import _engine
+from ansible_collections.janitor.docker.plugins.module_utils import _engine, _errors
 from tests.harness.ansible_runner import run_module, run_playbook
 from tests.harness.engines import EngineUnavailable, selected_kinds
 from tests.harness.pki import make_pki, tls_engine
@@ -53,7 +53,7 @@ def _connect(params):
 
 
 def _refused(pki, params, *fragments):
-    with pytest.raises(_engine.JanitorError) as info:
+    with pytest.raises(_errors.JanitorError) as info:
         _connect(params)
     message = info.value.message
     assert params["docker_host"] in message, message
@@ -152,7 +152,7 @@ def test_key_content_given_as_path_is_never_echoed(pki, tmp_path):
     """A private key pasted into client_key (a path option) is refused without repeating it."""
     params = {"docker_host": "tcp://127.0.0.1:1", "validate_certs": True, "ca_path": str(pki.ca),
               "client_cert": str(pki.client_cert), "client_key": pki.client_key.read_text(), "timeout": 5}
-    with pytest.raises(_engine.JanitorError) as info:
+    with pytest.raises(_errors.JanitorError) as info:
         _engine.connect(params)
     message = info.value.message
     assert "client_key" in message

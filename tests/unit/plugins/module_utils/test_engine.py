@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.janitor.docker.plugins.module_utils import _engine
+from ansible_collections.janitor.docker.plugins.module_utils import _engine, _errors
 
 
 def test_argument_spec_matches_community_docker_names():
@@ -26,20 +26,20 @@ def test_no_tls_by_default():
 
 def test_verify_without_ca_is_refused(monkeypatch):
     monkeypatch.delenv("DOCKER_CERT_PATH", raising=False)
-    with pytest.raises(_engine.JanitorError, match="ca_path"):
+    with pytest.raises(_errors.JanitorError, match="ca_path"):
         _engine._tls_config({"validate_certs": True})
 
 
 def test_missing_cert_file_is_named(tmp_path):
     missing = tmp_path / "nope.pem"
-    with pytest.raises(_engine.JanitorError, match=str(missing)):
+    with pytest.raises(_errors.JanitorError, match=str(missing)):
         _engine._tls_config({"tls": True, "ca_path": str(missing)})
 
 
 def test_cert_without_key_is_refused(tmp_path):
     cert = tmp_path / "cert.pem"
     cert.write_text("x")
-    with pytest.raises(_engine.JanitorError, match="client_key"):
+    with pytest.raises(_errors.JanitorError, match="client_key"):
         _engine._tls_config({"tls": True, "client_cert": str(cert)})
 
 

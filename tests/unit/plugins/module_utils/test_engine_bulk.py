@@ -12,7 +12,7 @@ import docker
 import pytest
 import requests
 
-from ansible_collections.janitor.docker.plugins.module_utils import _engine
+from ansible_collections.janitor.docker.plugins.module_utils import _engine, _errors
 
 
 def test_tcp_and_tls_clients_use_the_sdk():
@@ -214,14 +214,12 @@ def test_pipelined_inspects_stop_when_asked():
 
 
 def test_layer_reader_leaves_out_vanished_images():
-    from ansible_collections.janitor.docker.plugins.module_utils import _snapshot
-
     with tempfile.TemporaryDirectory(prefix="jd-") as tmp:
         path = Path(tmp) / "engine.sock"
         server = _inspect_server(path, 1000, [])
         client = docker.APIClient(base_url=f"unix://{path}", version="1.41", timeout=5)
         try:
-            found = _snapshot.LayerReader(client, ["img1", "gone2", "img3"], 2).start().layers()
+            found = _engine.LayerReader(client, ["img1", "gone2", "img3"], 2).start().layers()
         finally:
             client.close()
             server.close()
@@ -229,15 +227,13 @@ def test_layer_reader_leaves_out_vanished_images():
 
 
 def test_layer_reader_reports_a_lost_engine_as_our_error():
-    from ansible_collections.janitor.docker.plugins.module_utils import _snapshot
-
     with tempfile.TemporaryDirectory(prefix="jd-") as tmp:
         path = Path(tmp) / "engine.sock"
         server, accepted = _serve(path, "close")
         client = docker.APIClient(base_url=f"unix://{path}", version="1.41", timeout=2)
-        reader = _snapshot.LayerReader(client, ["img1", "img2"], 2).start()
+        reader = _engine.LayerReader(client, ["img1", "img2"], 2).start()
         try:
-            with pytest.raises(_engine.EngineUnreachableError) as info:
+            with pytest.raises(_errors.EngineUnreachableError) as info:
                 reader.layers()
         finally:
             reader.cancel()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.janitor.docker.plugins.module_utils import _engine
+from ansible_collections.janitor.docker.plugins.module_utils import _engine, _errors
 
 HOST = "tcp://127.0.0.1:2376"
 TLS = {"validate_certs": True, "ca_path": "/etc/ca.pem", "client_cert": "/etc/cert.pem", "client_key": "/etc/key.pem"}
@@ -37,7 +37,7 @@ def test_pem_text_in_a_path_option_is_not_repeated(option, tmp_path):
     pem = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n"
     params = dict(TLS, **files)
     params[option] = pem
-    with pytest.raises(_engine.JanitorError) as info:
+    with pytest.raises(_errors.JanitorError) as info:
         _engine._tls_config(params)
     assert option in info.value.message
     assert "MIGHAgEA" not in info.value.message and "PRIVATE KEY" not in info.value.message
@@ -45,7 +45,7 @@ def test_pem_text_in_a_path_option_is_not_repeated(option, tmp_path):
 
 @pytest.mark.parametrize("api_version", ["1.30", "1.40", "one", "1.41.2", "v1.41"])
 def test_bad_api_versions_are_refused_before_connecting(api_version):
-    with pytest.raises(_engine.JanitorError, match="api_version"):
+    with pytest.raises(_errors.JanitorError, match="api_version"):
         _engine.connect({"docker_host": "unix:///nonexistent.sock", "api_version": api_version})
 
 

@@ -10,7 +10,7 @@ import docker.errors
 import pytest
 import requests
 
-from ansible_collections.janitor.docker.plugins.module_utils import _executor, _planner, _references
+from ansible_collections.janitor.docker.plugins.module_utils import _errors, _executor, _planner, _references
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import ContainerRecord, ImageRecord, Snapshot
 
 
@@ -116,7 +116,7 @@ def test_conflict_is_reread_and_reported_as_skipped():
 def test_daemon_error_mid_run_fails_and_returns_what_was_done():
     plan = make_plan(SNAPSHOT, VALUES)
     engine = FakeEngine(plan, overrides={"img3:1": api_error(500, "driver failed removing layer")})
-    with pytest.raises(_executor.ExecutionError) as info:
+    with pytest.raises(_errors.ExecutionError) as info:
         _executor.apply(engine, plan, parallel=1)
     message = info.value.message
     assert "img3:1" in message and "driver failed removing layer" in message
@@ -129,7 +129,7 @@ def test_daemon_error_mid_run_fails_and_returns_what_was_done():
 def test_connection_lost_mid_run():
     plan = make_plan(SNAPSHOT, VALUES[:2])
     engine = FakeEngine(plan, overrides={"img2:1": requests.exceptions.ConnectionError("socket closed")})
-    with pytest.raises(_executor.ExecutionError) as info:
+    with pytest.raises(_errors.ExecutionError) as info:
         _executor.apply(engine, plan, parallel=1)
     assert "lost the connection" in info.value.message
     assert info.value.result["deleted"] == [iid(1)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.janitor.docker.plugins.module_utils import _references
-from ansible_collections.janitor.docker.plugins.module_utils._engine import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import (
     CONTAINERD,
     ImageRecord,

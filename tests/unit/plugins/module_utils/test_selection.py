@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.janitor.docker.plugins.module_utils import _selection
-from ansible_collections.janitor.docker.plugins.module_utils._engine import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import (
     CLASSIC, CONTAINERD, ContainerRecord, ImageRecord, Snapshot,
 )

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.janitor.docker.plugins.module_utils import _storage
-from ansible_collections.janitor.docker.plugins.module_utils._engine import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
 
 FIXTURES = Path(__file__).resolve().parents[3] / "unit" / "fixtures" / "docker-info"
 DERIVED = FIXTURES / "derived"

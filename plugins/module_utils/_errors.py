@@ -1,0 +1,45 @@
+# Copyright: janitor.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The collection's exceptions: every module_utils file may import this one, and it imports nothing of ours.
+
+No transport and no Docker SDK here, so the pure modules (references, selection, planner, snapshot records) raise
+these without pulling in a connection. A module turns a ``JanitorError`` into ``fail_json(msg=error.message)``.
+"""
+
+from __future__ import annotations
+
+
+class JanitorError(Exception):
+    """An error meant for the operator: the message says what went wrong and what to do."""
+
+    def __init__(self, message, **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class SDKMissingError(JanitorError):
+    """The Docker SDK for Python is not installed where the module runs."""
+
+
+class EngineUnreachableError(JanitorError):
+    """The engine could not be reached, or stopped answering (a lost connection, a timeout)."""
+
+
+class EngineAPIError(JanitorError):
+    """The engine answered with an error status."""
+
+    def __init__(self, message, status=None, explanation="", **details):
+        super().__init__(message, **details)
+        self.status = status
+        self.explanation = explanation
+
+
+class ExecutionError(JanitorError):
+    """A step of a real run failed; ``result`` holds what the engine had confirmed until then."""
+
+    def __init__(self, message, result):
+        super().__init__(message)
+        self.result = result
