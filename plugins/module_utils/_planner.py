@@ -64,9 +64,19 @@ def rules_for(store):
 
 @dataclass(frozen=True)
 class Policy:
+    """``containers`` applies to images named in ``images`` (``docker rmi``: fail by default), ``rule_containers``
+    to images only ``filters`` or ``all`` selected (``docker image prune``: leave them, reported as skipped)."""
+
     force: bool = False
     prune: bool = True
     containers: str = "fail"
+    rule_containers: str = "skip"
+
+    def containers_for(self, requests):
+        """The container policy for one image's requests: explicit ``images`` entries decide when there are any."""
+        if any(request.rule == "images" for request in requests):
+            return self.containers
+        return self.rule_containers
 
 
 def chain_ids(diff_ids):
@@ -506,7 +516,7 @@ def _affected(state, image, requests, policy):
     return False
 
 
-def _policy_decisions(snapshot, state, requests, policy):
+def _policy_decisions(state, requests, policy):
     """Per image: ``skip`` reason, or the stopped containers to remove first. Raises for ``containers=fail``."""
     per_image = {}
     for request in requests:
@@ -523,9 +533,10 @@ def _policy_decisions(snapshot, state, requests, policy):
             continue
         running = [c for c in users if c.running]
         reason = REASON_RUNNING if running else REASON_CONTAINER
-        if policy.containers == "fail":
+        mode = policy.containers_for(image_requests)
+        if mode == "fail":
             failures.append((image_id, image.refs, users))
-        elif policy.containers == "skip" or running:
+        elif mode == "skip" or running:
             skip[image_id] = reason
         else:
             remove[image_id] = [c.id for c in users]
@@ -602,8 +613,9 @@ def plan(snapshot, requests, policy=None, rules=None, layers=None, not_found=())
     and those that remain); without it, released layers cannot be predicted on the classic store.
     """
     policy = policy or Policy()
-    if policy.containers not in POLICIES:
-        raise JanitorError(f"containers={policy.containers!r} is not valid; valid values: {', '.join(POLICIES)}")
+    for value in (policy.containers, policy.rule_containers):
+        if value not in POLICIES:
+            raise JanitorError(f"containers={value!r} is not valid; valid values: {', '.join(POLICIES)}")
     rules = rules or rules_for(snapshot.store)
     chains = None if layers is None else {image_id: chain_ids(diffs) for image_id, diffs in layers.items()}
     state = _State(snapshot, rules, chains)
@@ -617,7 +629,7 @@ def plan(snapshot, requests, policy=None, rules=None, layers=None, not_found=())
             unique.append(request)
     ordered = _ancestry_order(snapshot, unique)
     selected = _unique(request.image_id for request in unique)
-    skip, remove_first = _policy_decisions(snapshot, state, ordered, policy)
+    skip, remove_first = _policy_decisions(state, ordered, policy)
     group_of = _groups(snapshot)
     group_index = {}
     steps = []

@@ -46,7 +46,6 @@ FILTER_NAMES = ("before", "dangling", "label", "label!", "reference", "since", "
 
 KEPT_EXCLUDED = "excluded"
 KEPT_LATEST = "keep_latest"
-KEPT_CONTAINER = "container"
 
 _HEX = re.compile(r"^(?:sha256:)?([0-9a-f]{1,64})$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h|d|w)")
@@ -350,9 +349,6 @@ class _Index:
         for image in snapshot.images:
             if image.parent:
                 self.child_count[image.parent] = self.child_count.get(image.parent, 0) + 1
-        self.used = {}
-        for container in snapshot.containers:
-            self.used.setdefault(container.image_id, []).append(container)
         self.by_reference = {}
         for image in snapshot.images:
             for ref in image.references:
@@ -486,10 +482,6 @@ def select(snapshot, params, now=None):
             refs = _matching_references(image, policy)
             if not refs:
                 continue
-        if policy.all and image.id in index.used:
-            kept.append(_entry(image, rule, KEPT_CONTAINER, given,
-                               containers=[c.id for c in index.used[image.id]]))
-            continue
         protector = _excluded_by(image, policy)
         if protector is not None:
             kept.append(_entry(image, rule, KEPT_EXCLUDED, given, by=protector))
@@ -576,14 +568,17 @@ def annotate(result, snapshot, requests, kept):
         first.setdefault(request.image_id, request)
     reasons = {}
     for entry in result.get("skipped_images") or ():
-        reasons.setdefault(entry["image"], entry["reason"])
+        reasons.setdefault(entry["image"], entry)
     for entry in result.get("images") or ():
         request = first.get(entry["id"])
         if request is not None:
             entry["rule"] = request.rule
             entry["given"] = request.given
         if entry["id"] in reasons:
-            entry["reason"] = reasons[entry["id"]]
+            skipped = reasons[entry["id"]]
+            entry["reason"] = skipped["reason"]
+            if skipped.get("containers"):
+                entry["containers"] = list(skipped["containers"])
     listed = {entry["id"] for entry in result.get("images") or ()}
     for item in kept:
         if item["id"] in listed:

@@ -93,9 +93,14 @@ options:
       - V(skip) leaves such images as they are and reports them in RV(skipped_images).
       - V(remove) removes the stopped containers that use the image, then the image. Images used by a running
         container are left as they are and reported in RV(skipped_images) (never a failure).
+      - When not given, the module decides per image by what selected it. An image named in O(images) is handled
+        as with V(fail), like C(docker rmi). An image that only O(filters) or O(all) selected is handled as with
+        V(skip), like C(docker image prune) - the task does not fail, the image stays, and it is reported in
+        RV(skipped_images) with the reason V(container) or V(running_container), so a CI host with stopped
+        containers on dangling images is cleaned without failing.
+      - When given, it applies to every image, whatever selected it.
     type: str
     choices: [fail, skip, remove]
-    default: fail
   parallel:
     description:
       - How many removal requests may run at the same time. Requests that depend on each other (the same image,
@@ -146,8 +151,9 @@ options:
   all:
     description:
       - Select every image no container uses, as C(docker image prune -a) (with O(filters), every such image that
-        matches them). Images used by containers are listed in RV(images) with RV(images[].action=kept) and
-        RV(images[].reason=container).
+        matches them). Images used by containers stay, unless O(containers) says otherwise; they are reported in
+        RV(skipped_images) and in RV(images) with RV(images[].action=skipped) and RV(images[].reason=container)
+        or V(running_container).
       - On the classic store untagged parent images are left to O(prune) of their last child, as the engine does;
         the containerd image store has no such dependency and they are selected too.
     type: bool
@@ -292,7 +298,7 @@ space_reclaimed:
 images:
   description:
     - One entry per selected image, in the order they were named (O(filters) and O(all) - newest first), then
-      the images O(filters) or O(all) selected but O(exclude), O(keep_latest) or a container kept.
+      the images O(filters) or O(all) selected but O(exclude) or O(keep_latest) kept.
   returned: always
   type: list
   elements: dict
@@ -310,7 +316,7 @@ images:
     action:
       description:
         - V(deleted), V(untagged) (some references removed, the image stays), V(skipped), V(unchanged), or
-          V(kept) (selected by O(filters) or O(all), and kept by O(exclude), O(keep_latest) or a container).
+          V(kept) (selected by O(filters) or O(all), and kept by O(exclude) or O(keep_latest)).
       type: str
     rule:
       description:
@@ -322,7 +328,7 @@ images:
       type: str
     reason:
       description:
-        - For V(skipped), the reason in RV(skipped_images). For V(kept), V(excluded), V(keep_latest) or V(container).
+        - For V(skipped), the reason in RV(skipped_images). For V(kept), V(excluded) or V(keep_latest).
       type: str
       returned: when skipped or kept
     by:
@@ -334,10 +340,10 @@ images:
       type: str
       returned: when kept by keep_latest
     containers:
-      description: For V(container), the IDs of the containers that use it.
+      description: For V(container) and V(running_container), the IDs of the containers that use it.
       type: list
       elements: str
-      returned: when kept for a container
+      returned: when skipped for its containers
 diff:
   description: The references of each selected or deleted image, before and after.
   returned: in diff mode
@@ -390,8 +396,11 @@ class ImageRemover:
         _selection.validate(params)
 
     def policy(self):
+        """``containers`` not given: fail for ``images`` entries (like ``docker rmi``), skip for images that only
+        ``filters`` or ``all`` selected (like ``docker image prune``); given, it applies to both."""
+        given = self.params["containers"]
         return _planner.Policy(force=self.params["force"], prune=self.params["prune"],
-                               containers=self.params["containers"])
+                               containers=given or "fail", rule_containers=given or "skip")
 
     def requests(self, snapshot):
         """The merged, de-duplicated Requests, and the references that match nothing."""
@@ -462,7 +471,7 @@ def main():
         tag=dict(type="str", default="latest"),
         force=dict(type="bool", default=False),
         prune=dict(type="bool", default=True),
-        containers=dict(type="str", default="fail", choices=["fail", "skip", "remove"]),
+        containers=dict(type="str", choices=["fail", "skip", "remove"]),
         parallel=dict(type="int", default=4),
         **_selection.SELECTION_ARGUMENT_SPEC,
     )

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ansible_collections.janitor.docker.plugins.module_utils import _engine, _selection, _snapshot
-from tests.harness.images import ImageSpec
+from ansible_collections.janitor.docker.plugins.module_utils import _engine, _planner, _selection, _snapshot
+from tests.harness.images import BUSYBOX, ImageSpec
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -129,7 +129,11 @@ def test_all_matches_docker_image_prune_a(clean_engine, images, cli_filters, fil
     images.stopped_container(held)  # created, never started: any image will do, and it is in use all the same
     before = snapshot_of(clean_engine)
     requests, kept = _selection.select(before, {"all": True, "filters": filters}, time.time())
-    assert {k["id"] for k in kept if k["reason"] == "container"} <= {held}
+    assert kept == []
+    # an image in use is selected, and then left by the planner (containers not given: skip for rules)
+    plan = _planner.plan(before, requests, _planner.Policy())
+    assert {s["image"] for s in plan.skipped if s["reason"] == "container"} <= {held}
+    requests = [r for r in requests if r.image_id != held]
     args = ["image", "prune", "-a", "-f"]
     for item in cli_filters:
         args += ["--filter", item]
@@ -284,7 +288,8 @@ def test_all_next_to_a_container_held_image(clean_engine, images):
     result = check_real_rerun(clean_engine, {"all": True})
     assert set(unused) <= set(result["deleted"]) and busybox not in result["deleted"]
     kept = entry(result, busybox)
-    assert kept["action"] == "kept" and kept["reason"] == "container" and kept["containers"] == [container]
+    assert kept["action"] == "skipped" and kept["reason"] == "container" and kept["containers"] == [container]
+    assert [s["image"] for s in result["skipped_images"]] == [busybox]
     assert clean_engine.state()["containers"] == {container: busybox}
     assert tags_left(clean_engine) == ["sel-busybox:1"]
 
@@ -355,6 +360,76 @@ def test_all_keeps_every_tag_of_an_image_in_use_unlike_prune_a(clean_engine, ima
     images.stopped_container(held)
     result = check_real_rerun(clean_engine, {"all": True})
     assert result["changed"] is False and entry(result, held)["reason"] == "container"
+    assert result["skipped_images"][0]["image"] == held
     assert tags_left(clean_engine) == ["held:1", "held:2", "other/held:3"]
     clean_engine.cli("image", "prune", "-a", "-f")
     assert len(tags_left(clean_engine)) == 1
+
+
+# -- images in use, selected by rules (issue 16, item 8) ------------------------------------------------------------
+def ci_host(images):
+    """The ordinary CI host: a tag rebuilt while a stopped container still uses the old image (now dangling), one
+    unused dangling image, and a tagged image in use."""
+    old = images.build('FROM scratch\nCOPY busybox /bin/busybox\nCOPY f /f\nCMD ["/bin/busybox", "true"]\n',
+                       {"busybox": BUSYBOX.read_bytes(), "f": b"ci old"}, tag="ci/app:latest")
+    container = images.stopped_container(old)
+    images.scratch("ci new", tag="ci/app:latest")  # the rebuild: old is now dangling, and in use
+    unused = images.simple(content="ci unused dangling")
+    clean = images.simple("ci/tool:1", content="ci tool")
+    return old, container, unused, clean
+
+
+def test_filters_and_all_leave_images_in_use_and_do_not_fail(clean_engine, images):
+    """docker image prune leaves images containers use; so do filters and all unless containers is given."""
+    old, container, unused, clean = ci_host(images)
+    tagged_used = images.busybox_image("ci/held:1")
+    images.stopped_container(tagged_used)
+    result = check_real_rerun(clean_engine, {"filters": {"dangling": True}})
+    assert unused in result["deleted"] and old not in result["deleted"]
+    assert [(s["image"], s["reason"], s["containers"]) for s in result["skipped_images"]] == [
+        (old, "container", [container])]
+    assert entry(result, old)["action"] == "skipped" and entry(result, old)["rule"] == "filters"
+    assert old in clean_engine.state()["images"]
+    # the engine's own prune agrees: it leaves the image
+    clean_engine.cli("image", "prune", "-f")
+    assert old in clean_engine.state()["images"]
+    result = check_real_rerun(clean_engine, {"all": True, "exclude": ["ci/app"]})
+    assert clean in result["deleted"]
+    assert sorted(s["image"] for s in result["skipped_images"]) == sorted([old, tagged_used])
+    assert result["space_reclaimed"] == entry(result, clean)["size"]
+
+
+def test_images_named_explicitly_keep_containers_fail(clean_engine, images):
+    """docker rmi refuses an image a stopped container uses; an images entry fails the task the same way."""
+    from tests.harness.ansible_runner import run_module
+
+    old, container, _unused, _clean = ci_host(images)
+    before = clean_engine.state()
+    cli = clean_engine.cli("rmi", old, check=False)
+    assert cli.returncode != 0 and "stopped container" in cli.stderr
+    for check_mode in (True, False):
+        result = run_module("image_remove", {"docker_host": clean_engine.url, "images": [old],
+                                             "filters": {"dangling": True}}, check_mode=check_mode)
+        assert result.failed and old in result["msg"] and container[:12] in result["msg"]
+    assert clean_engine.state() == before
+
+
+@pytest.mark.parametrize("containers", ["fail", "skip", "remove"])
+def test_containers_given_applies_to_rules_too(clean_engine, images, containers):
+    from tests.harness.ansible_runner import run_module
+
+    old, container, unused, _clean = ci_host(images)
+    args = {"filters": {"dangling": True}, "containers": containers}
+    if containers == "fail":
+        before = clean_engine.state()
+        result = run_module("image_remove", {"docker_host": clean_engine.url, **args})
+        assert result.failed and old in result["msg"]
+        assert clean_engine.state() == before
+        return
+    result = check_real_rerun(clean_engine, args)
+    if containers == "skip":
+        assert old not in result["deleted"] and result["skipped_images"][0]["image"] == old
+        assert clean_engine.state()["containers"] == {container: old}
+    else:
+        assert set(result["deleted"]) >= {old, unused} and result["containers_removed"] == [container]
+        assert clean_engine.state()["containers"] == {}

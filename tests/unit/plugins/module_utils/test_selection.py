@@ -142,9 +142,10 @@ def test_all_without_filters_is_prune_a():
     s = snap(*chain().images, img("used", "used:1", created=40),
              containers=[ContainerRecord("c1", iid("used"), "running")])
     requests, kept = run(s, all=True)
-    assert ids(requests) == [iid("top"), iid("base"), iid("digest-only"), iid("old")]
+    # images in use are selected too: the planner's container policy (skip, by default, for rules) keeps them
+    assert ids(requests) == [iid("used"), iid("top"), iid("base"), iid("digest-only"), iid("old")]
     assert all(r.rule == "all" for r in requests)
-    assert [(k["id"], k["reason"], k["containers"]) for k in kept] == [(iid("used"), "container", ["c1"])]
+    assert kept == []
 
 
 def test_all_on_containerd_includes_intermediate_images():
@@ -426,11 +427,11 @@ def test_ten_thousand_images_five_thousand_containers():
     for request in requests:
         image = by_id[request.image_id]
         assert request.kind == "reference" and request.target in image.tags
-        assert image.id not in used
         assert image.label_dict.get("env") != "prod"
         assert request.target.startswith("team1") and not request.target.startswith("team10/")
     reasons = {k["reason"] for k in kept}
-    assert reasons == {"container", "excluded", "keep_latest"}
+    assert reasons == {"excluded", "keep_latest"}
+    assert {r.image_id for r in requests} & used  # in use: left to the planner's container policy
     per_repo = {}
     for entry in kept:
         if entry["reason"] == "keep_latest":
@@ -448,7 +449,7 @@ def test_selection_and_plan_on_ten_thousand_images():
 
     s = big_snapshot()
     requests, kept = _selection.select(s, {"all": True}, NOW)
-    plan = _planner.plan(s, requests, _planner.Policy(containers="skip"))
+    plan = _planner.plan(s, requests, _planner.Policy())  # containers not given: rules skip images in use
     result = _selection.annotate(plan.result(), s, requests, kept)
     used = {c.image_id for c in s.containers}
     deleted = set(result["deleted"])
@@ -458,10 +459,14 @@ def test_selection_and_plan_on_ten_thousand_images():
         actions.setdefault(entry["action"], 0)
         actions[entry["action"]] += 1
         assert entry["rule"] == "all"
-    assert actions["kept"] == len({k["id"] for k in kept})
+    assert actions.get("kept", 0) == len({k["id"] for k in kept})
     assert actions.get("deleted", 0) + actions.get("skipped", 0) + actions.get("unchanged", 0) == len(requests)
-    # an image is skipped only because of its children (classic store: a parent of a container's image)
-    assert {entry["reason"] for entry in result["images"] if entry["action"] == "skipped"} <= {"child_images"}
+    # an image is skipped because a container uses it, or (classic store) for its children
+    skipped = [entry for entry in result["images"] if entry["action"] == "skipped"]
+    assert {entry["reason"] for entry in skipped} == {"child_images", "container", "running_container"}
+    assert {e["id"] for e in skipped if e["reason"] != "child_images"} == used & {r.image_id for r in requests}
+    assert all(e["containers"] for e in skipped if e["reason"] != "child_images")
+    assert {s["image"] for s in result["skipped_images"]} == {e["id"] for e in skipped}
 
 
 def test_annotate_names_rules_and_lists_kept_images():
@@ -537,15 +542,12 @@ def test_selection_invariants(case):
     s, params = case
     requests, kept = _selection.select(s, params, NOW)
     by_id = s.by_id()
-    used = {c.image_id for c in s.containers}
     kept_ids = {k["id"] for k in kept if k["reason"] != "keep_latest"}
     policy = _selection._Policy(params, NOW)
     for request in requests:
         image = by_id[request.image_id]
         assert request.image_id not in kept_ids
         assert _selection._excluded_by(image, policy) is None
-        if params["all"]:
-            assert image.id not in used
         if request.kind == "reference":
             assert request.target in image.references
         else:
