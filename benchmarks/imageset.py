@@ -23,11 +23,7 @@ the numbers measure the software rather than the shared machine's disk.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,8 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.harness.engines import Engine, engine_spec  # noqa: E402
+from tests.harness.engines import Engine  # noqa: E402
 from tests.harness.images import EPOCH, ImageFactory, ImageSpec  # noqa: E402
+from tests.harness.world import RestorableEngine  # noqa: E402
 
 LABEL_KEY = "janitor.bench"
 SET_LABEL = f"{LABEL_KEY}=set"
@@ -148,66 +145,11 @@ def make_set(engine: Engine, n: int) -> ImageSet:
     return result
 
 
-class BenchEngine:
-    """A private engine whose data-root can be saved once and restored before every destructive run."""
+class BenchEngine(RestorableEngine):
+    """A private engine whose data-root is saved once per set and restored before every destructive run."""
 
     def __init__(self, kind: str = "legacy", on_disk: bool = False):
-        self.kind = kind
-        parent = "/tmp" if on_disk or not os.path.isdir("/dev/shm") else "/dev/shm"
-        self.base = Path(tempfile.mkdtemp(prefix="jdb-", dir=parent))
-        self.data = self.base / "data"
-        self.golden = self.base / "golden"
-        self.data.mkdir()
-        self.engine: Engine | None = None
-        self.tmpfs = parent == "/dev/shm"
-
-    # the harness engine, with our data-root (the last --data-root given to dockerd wins)
-    def start(self) -> Engine:
-        self.engine = Engine(engine_spec(self.kind), extra_args=("--data-root", str(self.data))).start()
-        return self.engine
-
-    def _halt(self) -> None:
-        """Stop dockerd without the harness's container clean-up, so the data-root stays as it is."""
-        engine = self.engine
-        if engine is None:
-            return
-        engine.terminate(timeout=60)
-        engine.stop()  # the process is gone: only closes the client and removes the exec-root and socket
-        self.engine = None
-        _unmount_below(str(self.base))
-
-    def save(self) -> Engine:
-        """Keep the current state as the golden copy; returns the restarted engine."""
-        self._halt()
-        shutil.rmtree(self.golden, ignore_errors=True)
-        subprocess.run(["cp", "-a", str(self.data), str(self.golden)], check=True)
-        return self.start()
-
-    def restore(self) -> Engine:
-        """Back to the golden copy (a fresh dockerd on the restored data-root)."""
-        self._halt()
-        shutil.rmtree(self.data, ignore_errors=True)
-        subprocess.run(["cp", "-a", str(self.golden), str(self.data)], check=True)
-        return self.start()
-
-    def wipe(self) -> Engine:
-        """An empty engine (for the next set)."""
-        self._halt()
-        shutil.rmtree(self.data, ignore_errors=True)
-        shutil.rmtree(self.golden, ignore_errors=True)
-        self.data.mkdir()
-        return self.start()
-
-    def close(self) -> None:
-        self._halt()
-        shutil.rmtree(self.base, ignore_errors=True)
-
-
-def _unmount_below(prefix: str) -> None:
-    with open("/proc/self/mounts") as mounts:
-        points = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
-    for point in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+        super().__init__(kind, on_disk, prefix="jdb-")
 
 
 def leftovers(engine: Engine, image_set: ImageSet) -> dict:

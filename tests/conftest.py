@@ -1,7 +1,7 @@
 """Shared fixtures: private Docker engines of three kinds, a local registry, image builders.
 
-Every test that asks for ``engine`` (or ``clean_engine``) runs once per engine kind: ``legacy``, ``classic`` and
-``containerd``. Pick kinds with ``--engines legacy,containerd`` or ``JANITOR_ENGINES``. Engines start on first use
+Every test that asks for ``engine`` (or ``clean_engine``, ``world``, ``fresh_world``) runs once per engine kind:
+``legacy``, ``classic`` and ``containerd``. Pick kinds with ``--engines legacy,containerd`` or ``JANITOR_ENGINES``. Engines start on first use
 and stop at the end of the session; the host's own daemon is never used.
 """
 
@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.harness.engines import KINDS, Engine, EngineUnavailable, engine_spec, selected_kinds  # noqa: E402
 from tests.harness.images import ImageFactory  # noqa: E402
 from tests.harness.registry import Registry  # noqa: E402
+from tests.harness.world import WorldEngine  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -156,3 +157,29 @@ def registry():
 def engine_args(engine) -> dict:
     """Module connection options for the engine."""
     return {"docker_host": engine.url}
+
+
+@pytest.fixture(scope="session")
+def world(engine_kind, registry):
+    """The realistic image world (tests/harness/world.py) on an engine of its own, made once per session and kind.
+
+    ``world.world`` describes it (references, IDs, dangling builds, intermediates, containers); ``world.engine`` is
+    the engine as the previous test left it. Use ``fresh_world`` to start from the golden copy."""
+    spec = engine_spec(engine_kind)
+    why = spec.missing()
+    if why:
+        _EnginePool._unavailable(why)
+    holder = WorldEngine(engine_kind)
+    try:
+        holder.start()
+        holder.build(registry)
+        yield holder
+    finally:
+        holder.close()
+
+
+@pytest.fixture
+def fresh_world(world):
+    """The realistic world restored from its golden copy (a few seconds): destructive tests start from here."""
+    world.restore()
+    return world
