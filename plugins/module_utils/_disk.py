@@ -1,0 +1,85 @@
+# Copyright: janitor.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The measures ``free_space`` compares with its thresholds, read once per run.
+
+* ``filesystem``: the filesystem that holds the engine's data root (``DockerRootDir`` of ``GET /info``), read with
+  ``statvfs`` on this host; ``used`` is its size minus the space available (``f_bavail``), as kubelet counts it.
+  It needs the engine on this host: a unix socket that exists here and a data root that is a directory here.
+* ``images``: the images' total size in the engine's own accounting, ``LayersSize`` of ``GET /system/df``
+  (``docker system df``), each layer counted once however many images share it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.janitor.docker.plugins.module_utils._engine import api_error, is_api_error
+from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._pressure import (
+    MEASURE_FILESYSTEM,
+    MEASURE_IMAGES,
+    Measure,
+)
+
+
+def local_data_root(host, info):
+    """The engine's data root when it is on this host; JanitorError (suggesting the size measure) otherwise."""
+    root = (info or {}).get("DockerRootDir") or ""
+    host = host or ""
+    socket_path = host[len("unix://"):] if host.startswith("unix://") else ""
+    if not socket_path or not os.path.exists(socket_path):
+        raise JanitorError(
+            f"free_space in percent measures the filesystem that holds the engine's data root, which needs the engine "
+            f"on this host (a unix socket that exists here); the engine at {host or 'the default host'} is not. "
+            f"Give free_space as sizes of the images instead (for example high: 20GB, low: 15GB), measured with the "
+            f"engine's own accounting (docker system df), or run the task on the engine's host")
+    if not root or not os.path.isdir(root):
+        raise JanitorError(
+            f"free_space in percent measures the filesystem that holds the engine's data root, but the data root "
+            f"{root or '(not reported)'} the engine reports is not a directory on this host. Give free_space as "
+            f"sizes of the images instead (for example high: 20GB, low: 15GB)")
+    return root
+
+
+def filesystem(path):
+    """``(total, used)`` bytes of the filesystem holding ``path``."""
+    stat = os.statvfs(path)
+    total = stat.f_blocks * stat.f_frsize
+    return total, total - stat.f_bavail * stat.f_frsize
+
+
+def read_measure(client, measure, info):
+    """The Measure of kind ``measure``, with the df answer for the images measure (or None)."""
+    root = (info or {}).get("DockerRootDir") or ""
+    if measure == MEASURE_FILESYSTEM:
+        path = local_data_root(getattr(client, "janitor_host", ""), info)
+        total, used = filesystem(path)
+        return Measure(MEASURE_FILESYSTEM, used, total, path)
+    df = system_df(client)
+    return Measure(MEASURE_IMAGES, int(df.get("LayersSize") or 0), None, root)
+
+
+def system_df(client):
+    try:
+        return client.df()
+    except Exception as exc:
+        if is_api_error(exc):
+            raise api_error(exc, "reading the disk usage (system df)") from exc
+        raise
+
+
+def df_accounting(df):
+    """A provisional ``freed(image_ids) -> bytes`` from ``/system/df``: each image's size not shared with any other
+    image. Exact when the removed images share no layer among themselves only."""
+    unique = {}
+    for image in (df or {}).get("Images") or ():
+        size = int(image.get("Size") or 0)
+        shared = int(image.get("SharedSize") or 0)
+        unique[image.get("Id")] = max(0, size - max(0, shared))
+
+    def freed(image_ids):
+        return sum(unique.get(image_id, 0) for image_id in image_ids)
+
+    return freed

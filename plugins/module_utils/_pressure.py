@@ -1,0 +1,444 @@
+# Copyright: janitor.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Disk pressure: ``free_space`` thresholds and ``unused_for``, the least-recently-used order, and the shortest
+prefix of that order that brings the measure down to ``low``.
+
+Pure: the options are validated before connecting (``Pressure.from_params``), and ``choose()`` works on a snapshot,
+the last-use times (``_last_used``), a measure read once, and a ``freed(image_ids) -> bytes`` function from the
+layer accounting. Nothing is measured twice: how many images go is decided by the accounting's prediction, as
+kubelet's image GC decides by the sizes it knows (docuum measures again after every deletion instead).
+
+Choices where kubelet and docuum differ (see docs/disk-pressure.md):
+
+* ``used`` of the filesystem is its size minus the space available (``f_bavail``), like kubelet: reserved blocks
+  count as used. Thresholds in percent are of the filesystem's size.
+* The LRU order is by last use; a parent is never used later than its children (docuum), so children come first;
+  ties go to the older image, then the smaller ID; a parent that ties with its child still comes after it.
+* With ``free_space``, ``unused_for`` narrows the candidates (a minimum idle time, like kubelet's
+  ``imageMinimumGCAge`` measured from the last use); alone, it selects every candidate idle for that long.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._selection import (
+    DURATION_FORMS,
+    parse_duration,
+    parse_until,
+)
+from ansible_collections.janitor.docker.plugins.module_utils._snapshot import Request, repository_of
+
+MEASURE_FILESYSTEM = "filesystem"
+MEASURE_IMAGES = "images"
+RULE_FREE_SPACE = "free_space"
+RULE_UNUSED_FOR = "unused_for"
+
+PRESSURE_ARGUMENT_SPEC = dict(
+    free_space=dict(type="dict"),
+    unused_for=dict(type="str"),
+    last_used_state=dict(type="path"),
+)
+
+SIZE_FORMS = ("a percentage of the filesystem that holds the engine's data root (\"85%\"), or a size of the images "
+              "(\"20GB\", \"15GiB\", \"512MiB\", or bytes as a whole number such as 21474836480); both values of "
+              "the same kind")
+
+_UNITS = {"": 1, "b": 1, "k": 10 ** 3, "kb": 10 ** 3, "m": 10 ** 6, "mb": 10 ** 6, "g": 10 ** 9, "gb": 10 ** 9,
+          "t": 10 ** 12, "tb": 10 ** 12, "p": 10 ** 15, "pb": 10 ** 15,
+          "ki": 2 ** 10, "kib": 2 ** 10, "mi": 2 ** 20, "mib": 2 ** 20, "gi": 2 ** 30, "gib": 2 ** 30,
+          "ti": 2 ** 40, "tib": 2 ** 40, "pi": 2 ** 50, "pib": 2 ** 50}
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]*)$")
+_PERCENT = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)\s*%$")
+
+
+# -- options ----------------------------------------------------------------------------------------------------
+def _threshold(name, value):
+    """``(kind, number)`` for one ``free_space`` value: ``("percent", 85.0)`` or ``("bytes", 20000000000)``."""
+    option = f"free_space.{name}"
+    if isinstance(value, bool) or value is None:
+        raise JanitorError(f"{option}: {value!r} is not valid; use {SIZE_FORMS}")
+    if isinstance(value, int):
+        if value < 0:
+            raise JanitorError(f"{option}: {value!r} is negative; use {SIZE_FORMS}")
+        return "bytes", value
+    if isinstance(value, float):
+        raise JanitorError(f"{option}: {value!r} is not a whole number of bytes; use {SIZE_FORMS}")
+    text = str(value).strip()
+    match = _PERCENT.match(text)
+    if match:
+        percent = float(match.group(1))
+        if percent > 100:
+            raise JanitorError(f"{option}: {text!r} is more than 100%; use {SIZE_FORMS}")
+        return "percent", percent
+    match = _SIZE.match(text)
+    if match and match.group(2).lower() in _UNITS:
+        return "bytes", int(Fraction(match.group(1)) * _UNITS[match.group(2).lower()])
+    raise JanitorError(f"{option}: {text!r} is neither a percentage nor a size; use {SIZE_FORMS} (units: B, kB, MB, "
+                       f"GB, TB - powers of 1000 - and KiB, MiB, GiB, TiB - powers of 1024)")
+
+
+@dataclass(frozen=True)
+class FreeSpace:
+    """The validated ``free_space`` option: ``measure`` and the two thresholds (percent or bytes)."""
+
+    measure: str
+    high: float
+    low: float
+
+    def bounds(self, total):
+        """``(high, low)`` in bytes; percentages are of ``total`` (low rounded down, high up: both are met only
+        by a measure that is really at or below, at or above them)."""
+        if self.measure == MEASURE_IMAGES:
+            return int(self.high), int(self.low)
+        return int(math.ceil(total * self.high / 100.0)), int(math.floor(total * self.low / 100.0))
+
+
+def parse_free_space(value):
+    """The FreeSpace for the option's value, None when not given; JanitorError naming the bad part."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise JanitorError(f"free_space: expected a dictionary with high and low, got {value!r}; for example "
+                           f"free_space: {{high: \"85%\", low: \"80%\"}} or {{high: 20GB, low: 15GB}}")
+    unknown = sorted(str(k) for k in value if k not in ("high", "low"))
+    if unknown:
+        raise JanitorError(f"free_space: unknown key(s) {', '.join(unknown)}; give high and low")
+    missing = [k for k in ("high", "low") if value.get(k) is None]
+    if missing:
+        raise JanitorError(f"free_space: {' and '.join(missing)} missing; give both high and low, each {SIZE_FORMS}")
+    high_kind, high = _threshold("high", value["high"])
+    low_kind, low = _threshold("low", value["low"])
+    if high_kind != low_kind:
+        raise JanitorError(f"free_space: high {value['high']!r} and low {value['low']!r} are of different kinds; "
+                           f"give both as percentages (of the filesystem) or both as sizes (of the images)")
+    if low > high:
+        raise JanitorError(f"free_space: low {value['low']!r} is above high {value['high']!r}; low must be at or "
+                           f"below high (remove images when the measure reaches high, until it is at or below low)")
+    return FreeSpace(MEASURE_FILESYSTEM if high_kind == "percent" else MEASURE_IMAGES, high, low)
+
+
+def parse_unused_for(value, now):
+    """The cut-off (epoch seconds) for ``unused_for``: the same forms as ``filters.until`` (its parser)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    duration = parse_duration(text) if text else None
+    if duration is not None and duration < 0:
+        raise JanitorError(f"unused_for: {text!r} is a negative duration; use {DURATION_FORMS}")
+    try:
+        return parse_until(text, now)
+    except JanitorError as exc:
+        reason = exc.message.split(": ", 1)[-1]
+        raise JanitorError(f"unused_for: {reason}") from exc
+
+
+@dataclass(frozen=True)
+class Pressure:
+    """The validated disk-pressure options (checked before connecting)."""
+
+    free_space: FreeSpace = None
+    unused_before: float = None  # images last used at or before this time are selected (unused_for)
+    unused_for: str = ""
+    state_path: str = ""
+
+    @classmethod
+    def from_params(cls, params, now):
+        free_space = parse_free_space(params.get("free_space"))
+        unused_for = params.get("unused_for")
+        unused_before = parse_unused_for(unused_for, now)
+        if free_space is not None and params.get("images"):
+            raise JanitorError("free_space chooses the images to remove by their last use; it cannot be combined with "
+                               "images (explicit references). Use filters or all to choose the candidates, or "
+                               "remove the named images in a task of their own")
+        state_path = params.get("last_used_state") or ""
+        if state_path and not str(state_path).startswith("/"):
+            raise JanitorError(f"last_used_state: {state_path!r} is not an absolute path; give a file path on the "
+                               f"managed host such as /var/lib/janitor-docker/last-used.json")
+        return cls(free_space, unused_before, str(unused_for or "").strip(), str(state_path))
+
+    @property
+    def active(self):
+        return self.free_space is not None or self.unused_before is not None
+
+    def describe(self):
+        parts = []
+        if self.free_space is not None:
+            unit = "%" if self.free_space.measure == MEASURE_FILESYSTEM else ""
+            parts.append(f"free_space={_number(self.free_space.high)}{unit}/{_number(self.free_space.low)}{unit}")
+        if self.unused_before is not None:
+            parts.append(f"unused_for={self.unused_for}")
+        return ",".join(parts)
+
+
+def _number(value):
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+# -- candidates -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Candidate:
+    """An image the selection offers, with the references that must go for it to be deleted."""
+
+    image_id: str
+    references: tuple  # empty: an untagged image, removed by ID
+
+
+def needed_references(image):
+    """The references whose removal deletes ``image``: every tag, and the digests of repositories without a tag
+    (a repository's digests go with its last tag)."""
+    tag_repos = {repository_of(t) for t in image.tags}
+    return tuple(image.tags) + tuple(d for d in image.digests if repository_of(d) not in tag_repos)
+
+
+def candidates(snapshot, requests, kept, given):
+    """``(candidates, kept)``: the images ``requests`` (from the selection) offer whole, except those a container
+    uses; images the selection offers only in part (a ``reference`` filter that leaves other references) stay and
+    are added to ``kept`` with reason ``other_references``; images used by containers with reason ``container``."""
+    by_id = snapshot.by_id()
+    used = {}
+    for container in snapshot.containers:
+        used.setdefault(container.image_id, []).append(container.id)
+    asked = {}
+    for request in requests:
+        asked.setdefault(request.image_id, set()).add(request.target if request.kind == "reference" else None)
+    out = []
+    kept = list(kept)
+    for image_id, targets in asked.items():
+        image = by_id.get(image_id)
+        if image is None:
+            continue
+        entry = {"id": image_id, "references": list(image.references), "rule": RULE_FREE_SPACE, "given": given}
+        if image_id in used:
+            kept.append(dict(entry, reason="container", containers=sorted(used[image_id])))
+            continue
+        needed = needed_references(image)
+        if None not in targets and not set(needed) <= targets:
+            kept.append(dict(entry, reason="other_references"))
+            continue
+        out.append(Candidate(image_id, needed))
+    return out, kept
+
+
+def requests_for(snapshot, chosen, rule, given):
+    """The Requests that delete the ``chosen`` candidates: their references (an untagged one by ID)."""
+    out = []
+    for candidate in chosen:
+        if candidate.references:
+            out.extend(Request("reference", ref, candidate.image_id, given=given, rule=rule)
+                       for ref in candidate.references)
+        else:
+            out.append(Request("id", candidate.image_id, candidate.image_id, given=given, rule=rule))
+    return out
+
+
+# -- order ------------------------------------------------------------------------------------------------------
+def lru_order(snapshot, image_ids, last_used):
+    """``image_ids`` least recently used first.
+
+    A parent's last use is at least its children's (a child in use uses its parent's layers), so parents follow
+    their children; ties go to the older image, then the smaller ID, and a parent tied with a child still waits for
+    it: the classic store refuses to delete an image that has children.
+    """
+    by_id = snapshot.by_id()
+    wanted = set(image_ids)
+    effective = {image_id: last_used.get(image_id, by_id[image_id].created) for image_id in wanted}
+    children = {}
+    for image_id in wanted:
+        parent = by_id[image_id].parent
+        if parent in wanted:
+            children.setdefault(parent, []).append(image_id)
+    # propagate children's last use up the chains (depth first from each leaf; chains are short)
+    for image_id in wanted:
+        value = effective[image_id]
+        parent = by_id[image_id].parent
+        seen = {image_id}
+        while parent in wanted and parent not in seen and effective[parent] < value:
+            effective[parent] = value
+            seen.add(parent)
+            parent = by_id[parent].parent
+    ordered = sorted(wanted, key=lambda i: (effective[i], by_id[i].created, i))
+    if not children:
+        return ordered, effective
+    waiting = {parent: len(kids) for parent, kids in children.items()}
+    held = set()
+    out = []
+
+    def emit(image_id):
+        out.append(image_id)
+        parent = by_id[image_id].parent
+        if parent in waiting:
+            waiting[parent] -= 1
+            if waiting[parent] == 0 and parent in held:
+                held.discard(parent)
+                emit(parent)
+
+    for image_id in ordered:
+        if waiting.get(image_id, 0) > 0:
+            held.add(image_id)
+        else:
+            emit(image_id)
+    out.extend(i for i in ordered if i in held)  # only with a parent cycle, which the engine never makes
+    return out, effective
+
+
+def freeable(snapshot, rules, image_ids):
+    """The images of ``image_ids`` that can be deleted: on a store that refuses to delete a parent with children,
+    not an image with a child that stays (the child is not among them)."""
+    if not rules.child_conflict:
+        return set(image_ids)
+    by_id = snapshot.by_id()
+    wanted = set(image_ids)
+    children = {}
+    for image in snapshot.images:
+        if image.parent:
+            children.setdefault(image.parent, []).append(image.id)
+    changed = True
+    while changed:
+        changed = False
+        for image_id in list(wanted):
+            if any(child not in wanted for child in children.get(image_id, ())):
+                wanted.discard(image_id)
+                changed = True
+    return {i for i in wanted if i in by_id}
+
+
+class _Pruning:
+    """Which untagged parents the engine deletes with a set of images (``prune``), by the store's rules."""
+
+    def __init__(self, snapshot, rules, prune):
+        self.by_id = snapshot.by_id()
+        self.rules = rules
+        self.prune = prune
+        self.children = {}
+        for image in snapshot.images:
+            if image.parent:
+                self.children.setdefault(image.parent, set()).add(image.id)
+        self.used = {c.image_id for c in snapshot.containers}
+
+    def closure(self, image_ids):
+        gone = set(image_ids)
+        if not self.prune:
+            return gone
+        for image_id in list(gone):
+            parent = self.by_id[image_id].parent if image_id in self.by_id else ""
+            while parent and parent in self.by_id and parent not in gone:
+                candidate = self.by_id[parent]
+                if candidate.tags or parent in self.used:
+                    break
+                if self.rules.child_conflict and candidate.digests:
+                    break  # the classic walk keeps a parent that still has a reference
+                if not self.rules.prune_ignores_siblings and not self.children.get(parent, set()) <= gone:
+                    break
+                gone.add(parent)
+                parent = candidate.parent
+        return gone
+
+
+# -- the choice -------------------------------------------------------------------------------------------------
+@dataclass
+class Measure:
+    """One reading: ``used`` and ``total`` bytes (``total`` None for the images measure), where."""
+
+    measure: str
+    used: int
+    total: int = None
+    path: str = ""
+
+
+@dataclass
+class Choice:
+    """What the pressure options remove: ``chosen`` Candidates in LRU order, the result's ``free_space``, the
+    ``last_used`` time of each chosen image, warnings, and the images kept (``kept``)."""
+
+    chosen: list
+    free_space: dict = None
+    last_used: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+    kept: list = field(default_factory=list)
+    expected_deleted: frozenset = frozenset()
+
+
+def choose(snapshot, pressure, offered, last_used, rules, prune, measure=None, freed=None):
+    """The candidates to remove for ``pressure`` (see the module docstring).
+
+    ``offered``: Candidates (no image a container uses). ``last_used``: {image ID: epoch seconds}. ``measure``: a
+    Measure (with ``free_space``). ``freed(image_ids) -> bytes``: the layer accounting.
+    """
+    by_id = snapshot.by_id()
+    offered_by_id = {c.image_id: c for c in offered}
+    ids = set(offered_by_id)
+    kept = []
+    given = pressure.describe()
+    if pressure.unused_before is not None:
+        idle = {i for i in ids if last_used.get(i, by_id[i].created) <= pressure.unused_before}
+        for image_id in sorted(ids - idle):
+            kept.append({"id": image_id, "references": list(by_id[image_id].references), "rule": RULE_UNUSED_FOR,
+                         "given": given, "reason": "recently_used",
+                         "last_used": iso_time(last_used.get(image_id, by_id[image_id].created))})
+        ids = idle
+    deletable = freeable(snapshot, rules, ids)
+    for image_id in sorted(ids - deletable):
+        kept.append({"id": image_id, "references": list(by_id[image_id].references),
+                     "rule": RULE_FREE_SPACE if pressure.free_space else RULE_UNUSED_FOR, "given": given,
+                     "reason": "child_images"})
+    order, effective = lru_order(snapshot, deletable, last_used)
+    pruning = _Pruning(snapshot, rules, prune)
+    result = None
+    warnings = []
+    if pressure.free_space is None:
+        chosen_ids = order
+    else:
+        high, low = pressure.free_space.bounds(measure.total)
+        used = measure.used
+        result = {"measure": measure.measure, "path": measure.path, "total": measure.total, "high": high, "low": low,
+                  "used_before": used, "used_after": used, "target_met": True}
+        if used < high:
+            chosen_ids = []
+        else:
+            count = _shortest_prefix(order, used - low, lambda prefix: freed(pruning.closure(prefix)))
+            chosen_ids = order[:count]
+            after = used - (freed(pruning.closure(chosen_ids)) if chosen_ids else 0)
+            result["used_after"] = after
+            result["target_met"] = after <= low
+            if after > low:
+                warnings.append(
+                    f"free_space: removing every eligible image ({len(chosen_ids)}) brings the {measure.measure} "
+                    f"measure from {used} to {after} bytes, above low ({low} bytes); the rest is used by containers, "
+                    f"protected (exclude, keep_latest, filters) or not in the selection")
+    chosen = [offered_by_id[i] for i in chosen_ids]
+    return Choice(chosen=chosen, free_space=result, warnings=warnings, kept=kept,
+                  last_used={i: iso_time(effective.get(i, last_used.get(i, 0))) for i in chosen_ids},
+                  expected_deleted=frozenset(pruning.closure(chosen_ids)))
+
+
+def _shortest_prefix(order, need, freed_by):
+    """The smallest ``k`` with ``freed_by(order[:k]) >= need`` (``len(order)`` when none is enough).
+
+    What removing more images frees never shrinks, so a binary search finds it with log2(n) accountings.
+    """
+    if need <= 0:
+        return 0
+    lo, hi = 1, len(order)
+    if hi == 0 or freed_by(order) < need:
+        return len(order)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if freed_by(order[:mid]) >= need:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def iso_time(seconds):
+    """``2024-05-01T12:00:00Z`` for epoch seconds (whole seconds, UTC)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(seconds)))
+

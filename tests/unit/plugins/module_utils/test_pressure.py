@@ -1,0 +1,291 @@
+"""Disk pressure: free_space and unused_for options, the LRU order and the shortest prefix (no daemon)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.janitor.docker.plugins.module_utils import _planner, _pressure
+from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._snapshot import (
+    CLASSIC, CONTAINERD, ContainerRecord, ImageRecord, Snapshot,
+)
+
+NOW = 1_700_000_000.0
+DAY = 86400.0
+
+
+def iid(name):
+    return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+
+
+def img(name, *tags, created=0, parent="", digests=()):
+    return ImageRecord(id=iid(name), parent=iid(parent) if parent else "", tags=tuple(tags), digests=tuple(digests),
+                       created=created, size=100)
+
+
+def snap(*images, containers=(), store=CLASSIC):
+    return Snapshot(images=tuple(images), containers=tuple(containers), store=store)
+
+
+# -- options ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value, measure, high, low", [
+    ({"high": "85%", "low": "80%"}, "filesystem", 85.0, 80.0),
+    ({"high": "85 %", "low": "0%"}, "filesystem", 85.0, 0.0),
+    ({"high": "100%", "low": "99.5%"}, "filesystem", 100.0, 99.5),
+    ({"high": "20GB", "low": "15GB"}, "images", 20 * 10 ** 9, 15 * 10 ** 9),
+    ({"high": "15GiB", "low": "512MiB"}, "images", 15 * 2 ** 30, 512 * 2 ** 20),
+    ({"high": 2000, "low": "1kB"}, "images", 2000, 1000),
+    ({"high": "1.5G", "low": "1000000000"}, "images", 1_500_000_000, 10 ** 9),
+    ({"high": "10 gib", "low": 0}, "images", 10 * 2 ** 30, 0),
+    ({"high": "5GB", "low": "5GB"}, "images", 5 * 10 ** 9, 5 * 10 ** 9),
+])
+def test_free_space_forms(value, measure, high, low):
+    parsed = _pressure.parse_free_space(value)
+    assert (parsed.measure, parsed.high, parsed.low) == (measure, high, low)
+
+
+@pytest.mark.parametrize("value, words", [
+    ({"high": "85%", "low": "20GB"}, ["different kinds", "85%", "20GB"]),
+    ({"high": "80%", "low": "85%"}, ["low", "above high", "85%"]),
+    ({"high": "10GB", "low": "20GB"}, ["above high"]),
+    ({"high": "lots", "low": "1GB"}, ["free_space.high", "lots", "85%", "GiB"]),
+    ({"high": "120%", "low": "80%"}, ["free_space.high", "120%", "more than 100%"]),
+    ({"high": "20XB", "low": "1GB"}, ["20XB", "KiB"]),
+    ({"high": -5, "low": 0}, ["negative"]),
+    ({"high": 1.5, "low": 0}, ["whole number"]),
+    ({"high": True, "low": 0}, ["free_space.high", "True"]),
+    ({"high": "85%"}, ["low missing"]),
+    ({"high": "85%", "low": "80%", "mid": 1}, ["unknown key", "mid"]),
+    ("85%", ["dictionary", "high", "low"]),
+])
+def test_free_space_errors_name_the_value_and_the_forms(value, words):
+    with pytest.raises(JanitorError) as info:
+        _pressure.parse_free_space(value)
+    for word in words:
+        assert word in info.value.message
+
+
+@given(st.integers(0, 10 ** 15), st.sampled_from(sorted(_pressure._UNITS)))
+def test_sizes_are_the_number_times_the_unit(number, unit):
+    kind, value = _pressure._threshold("high", f"{number}{unit}")
+    assert kind == "bytes" and value == number * _pressure._UNITS[unit]
+
+
+def test_percent_bounds_round_towards_the_safe_side():
+    free_space = _pressure.parse_free_space({"high": "85%", "low": "80%"})
+    assert free_space.bounds(1000) == (850, 800)
+    assert free_space.bounds(1001) == (851, 800)  # 850.85 up, 800.8 down
+
+
+def test_unused_for_uses_the_until_forms():
+    assert _pressure.parse_unused_for("30d", NOW) == NOW - 30 * DAY
+    assert _pressure.parse_unused_for("1h30m", NOW) == NOW - 5400
+    assert _pressure.parse_unused_for("2024-05-01T00:00:00Z", NOW) == 1714521600
+    assert _pressure.parse_unused_for(None, NOW) is None
+    for bad, word in (("thirty days", "thirty days"), ("-3d", "negative"), ("2024-13-01", "2024-13-01")):
+        with pytest.raises(JanitorError) as info:
+            _pressure.parse_unused_for(bad, NOW)
+        assert info.value.message.startswith("unused_for: ") and word in info.value.message
+        assert "10d" in info.value.message  # the valid forms
+
+
+def test_free_space_with_images_is_an_error_before_connecting():
+    with pytest.raises(JanitorError) as info:
+        _pressure.Pressure.from_params({"free_space": {"high": "85%", "low": "80%"}, "images": ["app:1"]}, NOW)
+    assert "images" in info.value.message and "filters or all" in info.value.message
+    pressure = _pressure.Pressure.from_params({"unused_for": "7d", "images": ["app:1"]}, NOW)
+    assert pressure.active and pressure.unused_before == NOW - 7 * DAY
+    assert not _pressure.Pressure.from_params({}, NOW).active
+    with pytest.raises(JanitorError, match="absolute path"):
+        _pressure.Pressure.from_params({"unused_for": "1d", "last_used_state": "state.json"}, NOW)
+
+
+# -- candidates ---------------------------------------------------------------------------------------------------
+def test_candidates_are_whole_images_no_container_uses():
+    from ansible_collections.janitor.docker.plugins.module_utils._snapshot import Request
+
+    a = img("a", "app:1", "app:2", digests=("app@sha256:" + "1" * 64, "mirror/app@sha256:" + "2" * 64))
+    b = img("b", "app:3", "other:3")
+    c = img("c")
+    d = img("d", "app:4")
+    snapshot = snap(a, b, c, d, containers=[ContainerRecord("c1", d.id, "exited")])
+    requests = [Request("id", a.id, a.id), Request("reference", "app:3", b.id), Request("id", c.id, c.id),
+                Request("id", d.id, d.id)]
+    offered, kept = _pressure.candidates(snapshot, requests, [], "free_space=85%/80%")
+    assert [(x.image_id, x.references) for x in offered] == [
+        (a.id, ("app:1", "app:2", "mirror/app@sha256:" + "2" * 64)), (c.id, ())]
+    assert {(k["id"], k["reason"]) for k in kept} == {(b.id, "other_references"), (d.id, "container")}
+    reqs = _pressure.requests_for(snapshot, offered, "free_space", "g")
+    assert [(r.kind, r.target) for r in reqs] == [
+        ("reference", "app:1"), ("reference", "app:2"), ("reference", "mirror/app@sha256:" + "2" * 64), ("id", c.id)]
+
+
+# -- order --------------------------------------------------------------------------------------------------------
+def test_lru_order_ties_older_creation_then_id():
+    a, b, c, d = img("a", created=30), img("b", created=10), img("c", created=10), img("d", created=5)
+    snapshot = snap(a, b, c, d)
+    last = {a.id: 100, b.id: 200, c.id: 200, d.id: 300}
+    order, _ = _pressure.lru_order(snapshot, [a.id, b.id, c.id, d.id], last)
+    assert order[0] == a.id and order[-1] == d.id
+    assert order[1:3] == sorted([b.id, c.id])
+
+
+def test_children_before_parents_even_when_the_parent_is_older():
+    base = img("base", "base:1", created=1)
+    mid = img("mid", created=2, parent="base")
+    top = img("top", "top:1", created=3, parent="mid")
+    other = img("other", "other:1", created=0)
+    snapshot = snap(base, mid, top, other)
+    last = {base.id: 50, mid.id: 10, top.id: 20, other.id: 20}
+    order, effective = _pressure.lru_order(snapshot, [base.id, mid.id, top.id, other.id], last)
+    assert effective[mid.id] == 20 and effective[base.id] == 50  # a parent is used when its child is
+    assert order == [other.id, top.id, mid.id, base.id]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(-1, 20)), min_size=1, max_size=20))
+def test_order_properties(specs):
+    images = []
+    last = {}
+    for i, (used, created, parent) in enumerate(specs):
+        parent_name = f"i{parent}" if 0 <= parent < i else ""
+        images.append(img(f"i{i}", created=created, parent=parent_name))
+        last[iid(f"i{i}")] = used
+    snapshot = snap(*images)
+    ids = [i.id for i in images]
+    order, effective = _pressure.lru_order(snapshot, ids, last)
+    assert sorted(order) == sorted(ids)
+    position = {image_id: n for n, image_id in enumerate(order)}
+    by_id = snapshot.by_id()
+    for image in images:
+        if image.parent:
+            assert position[image.id] < position[image.parent]
+            assert effective[image.parent] >= effective[image.id]
+    if not any(image.parent for image in images):
+        assert order == sorted(ids, key=lambda i: (last[i], by_id[i].created, i))
+
+
+def test_freeable_keeps_parents_of_children_that_stay_on_the_classic_store():
+    base = img("base", "base:1")
+    top = img("top", "top:1", parent="base")
+    snapshot = snap(base, top)
+    classic = _pressure.freeable(snapshot, _planner.CLASSIC_RULES, [base.id])
+    assert classic == set()
+    assert _pressure.freeable(snapshot, _planner.CLASSIC_RULES, [base.id, top.id]) == {base.id, top.id}
+    assert _pressure.freeable(snap(base, top, store=CONTAINERD), _planner.CONTAINERD_RULES, [base.id]) == {base.id}
+
+
+def test_pruning_takes_untagged_parents_as_the_store_does():
+    base = img("base")
+    left = img("left", "l:1", parent="base")
+    right = img("right", "r:1", parent="base")
+    snapshot = snap(base, left, right)
+    classic = _pressure._Pruning(snapshot, _planner.CLASSIC_RULES, True)
+    assert classic.closure({left.id}) == {left.id}  # its sibling keeps the parent
+    assert classic.closure({left.id, right.id}) == {left.id, right.id, base.id}
+    containerd = _pressure._Pruning(snap(base, left, right, store=CONTAINERD), _planner.CONTAINERD_RULES, True)
+    assert containerd.closure({left.id}) == {left.id, base.id}
+    assert _pressure._Pruning(snapshot, _planner.CLASSIC_RULES, False).closure({left.id, right.id}) == {
+        left.id, right.id}
+
+
+# -- the choice ---------------------------------------------------------------------------------------------------
+def _world(n=6, store=CLASSIC):
+    images = [img(f"w{i}", f"w:{i}", created=i) for i in range(n)]
+    return snap(*images, store=store), images
+
+
+def _choose(snapshot, images, used, total=None, high=None, low=None, measure="images", last=None, sizes=None,
+            unused=None, prune=True):
+    sizes = sizes or {i.id: 100 for i in images}
+    last = last or {i.id: float(i.created) for i in images}
+    free_space = None
+    if high is not None:
+        free_space = _pressure.FreeSpace(measure, high, low)
+    pressure = _pressure.Pressure(free_space=free_space, unused_before=unused, unused_for="x" if unused else "")
+    offered = [_pressure.Candidate(i.id, tuple(i.tags)) for i in images]
+    rules = _planner.rules_for(snapshot.store)
+    return _pressure.choose(snapshot, pressure, offered, last, rules, prune,
+                            measure=_pressure.Measure(measure, used, total, "/data"),
+                            freed=lambda ids: sum(sizes[i] for i in ids))
+
+
+def test_nothing_below_high():
+    snapshot, images = _world()
+    choice = _choose(snapshot, images, used=999, high=1000, low=500)
+    assert choice.chosen == [] and choice.free_space["used_after"] == 999 and choice.free_space["target_met"]
+
+
+def test_the_shortest_prefix_that_reaches_low():
+    snapshot, images = _world()
+    choice = _choose(snapshot, images, used=1000, high=1000, low=750)
+    assert [c.image_id for c in choice.chosen] == [images[0].id, images[1].id, images[2].id]
+    assert choice.free_space == {"measure": "images", "path": "/data", "total": None, "high": 1000, "low": 750,
+                                 "used_before": 1000, "used_after": 700, "target_met": True}
+    exact = _choose(snapshot, images, used=1000, high=1000, low=800)
+    assert len(exact.chosen) == 2 and exact.free_space["used_after"] == 800  # at low is enough
+
+
+def test_target_not_met_removes_every_eligible_image_and_warns():
+    snapshot, images = _world(3)
+    choice = _choose(snapshot, images, used=1000, high=900, low=100)
+    assert len(choice.chosen) == 3 and choice.free_space["used_after"] == 700
+    assert choice.free_space["target_met"] is False and "above low" in choice.warnings[0]
+
+
+def test_filesystem_percentages_use_the_total():
+    snapshot, images = _world()
+    choice = _choose(snapshot, images, used=900, total=1000, high=85, low=70, measure="filesystem")
+    assert choice.free_space["high"] == 850 and choice.free_space["low"] == 700 and len(choice.chosen) == 2
+
+
+def test_unused_for_alone_and_as_a_minimum_idle_time():
+    snapshot, images = _world()
+    last = {i.id: NOW - (10 - n) * DAY for n, i in enumerate(images)}  # w0 idle 10 days ... w5 idle 5 days
+    alone = _choose(snapshot, images, used=0, last=last, unused=NOW - 7 * DAY)
+    assert [c.image_id for c in alone.chosen] == [i.id for i in images[:4]]
+    assert alone.free_space is None and alone.last_used[images[0].id] == _pressure.iso_time(NOW - 10 * DAY)
+    assert {k["reason"] for k in alone.kept} == {"recently_used"} and len(alone.kept) == 2
+    both = _choose(snapshot, images, used=1000, high=900, low=0, last=last, unused=NOW - 8 * DAY)
+    assert len(both.chosen) == 3 and both.free_space["target_met"] is False
+
+
+def test_pruned_parents_count_in_the_prefix():
+    base = img("base", created=0)
+    top = img("top", "top:1", created=1, parent="base")
+    other = img("other", "other:1", created=5)
+    snapshot = snap(base, top, other)
+    sizes = {base.id: 300, top.id: 10, other.id: 100}
+    offered = [_pressure.Candidate(top.id, ("top:1",)), _pressure.Candidate(other.id, ("other:1",))]
+    pressure = _pressure.Pressure(free_space=_pressure.FreeSpace("images", 500, 200))
+    choice = _pressure.choose(snapshot, pressure, offered, {top.id: 1, other.id: 5, base.id: 0},
+                              _planner.CLASSIC_RULES, True, measure=_pressure.Measure("images", 500),
+                              freed=lambda ids: sum(sizes[i] for i in ids))
+    assert [c.image_id for c in choice.chosen] == [top.id]  # the untagged base goes with it: 310 bytes
+    assert choice.free_space["used_after"] == 190 and choice.expected_deleted == {top.id, base.id}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 50), min_size=0, max_size=30), st.integers(0, 2000), st.integers(0, 2000))
+def test_prefix_is_minimal(sizes, used, low):
+    images = [img(f"p{i}", f"p:{i}", created=i) for i in range(len(sizes))]
+    snapshot = snap(*images)
+    size_of = {image.id: size for image, size in zip(images, sizes)}
+    high = max(low, min(used, 2000))
+    choice = _choose(snapshot, images, used=used, high=high, low=low, sizes=size_of)
+    chosen = [c.image_id for c in choice.chosen]
+    assert chosen == [i.id for i in images[:len(chosen)]]  # a prefix of the LRU order
+    freed = sum(size_of[i] for i in chosen)
+    assert choice.free_space["used_after"] == used - freed
+    if used < high:
+        assert chosen == []
+    elif used - freed <= low:
+        assert choice.free_space["target_met"]
+        if chosen:
+            assert used - (freed - size_of[chosen[-1]]) > low  # one image fewer would not reach low
+    else:
+        assert len(chosen) == len(images) and not choice.free_space["target_met"]
