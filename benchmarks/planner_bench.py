@@ -5,7 +5,7 @@ repositories, one in ten a child of another (parent/child chains), one in fifty 
 containers on a fifth of the images (one in ten running). Two cases are timed, each the best of ``repeat``:
 
 * ``list``: every image's references given explicitly: ``_references.resolve`` + ``merge``, then
-  ``_planner.plan`` and ``Plan.result()`` with ``containers=skip``;
+  ``_planner.plan`` and ``_result.build(plan)`` with ``containers=skip``;
 * ``filter``: ``_selection.select`` with a label filter matching every image, then the same planning with
   ``force=true`` (the filter selects whole images by ID; some are tagged in several repositories).
 
@@ -59,7 +59,7 @@ def _best(fn, repeat):
 
 def run(images: int = 10_000, containers: int = 5_000, repeat: int = 3, budget: float = 120.0) -> dict:
     """Timings in seconds. A case whose first try takes longer than ``budget`` is not repeated."""
-    from ansible_collections.janitor.docker.plugins.module_utils import _planner, _references, _selection
+    from ansible_collections.janitor.docker.plugins.module_utils import _planner, _references, _result, _selection
 
     started = time.perf_counter()
     snapshot = synthetic_snapshot(images, containers)
@@ -89,7 +89,7 @@ def run(images: int = 10_000, containers: int = 5_000, repeat: int = 3, budget: 
         plan_seconds, plan = _best(lambda: _planner.plan(snapshot, requests, policy, rules), tries - 1) \
             if tries > 1 else (first, plan)
         plan_seconds = min(plan_seconds, first)
-        result_seconds, result = _best(plan.result, 1)
+        result_seconds, result = _best(lambda: _result.build(plan), 1)
         out[case] = {
             "requests": len(requests),
             "select_or_resolve_seconds": round(resolve_seconds, 4),

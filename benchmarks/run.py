@@ -365,7 +365,7 @@ def extrapolate_loop(sizes: dict) -> None:
 # -- profile ----------------------------------------------------------------------------------------------------
 PHASES = (
     ("_snapshot", "read"), ("_references", "resolve"), ("_selection", "select"), ("_planner", "plan"),
-    ("_planner", "build_result"), ("_executor", "apply"), ("_executor", "differences"),
+    ("_result", "build"), ("_executor", "apply"), ("_executor", "differences"),
 )
 
 
@@ -377,7 +377,7 @@ def profile(be: imageset.BenchEngine, image_set: imageset.ImageSet, out_path: Pa
 
     mod = importlib.import_module("ansible_collections.janitor.docker.plugins.modules.image_remove")
     utils = {name: importlib.import_module(f"ansible_collections.janitor.docker.plugins.module_utils.{name}")
-             for name in ("_snapshot", "_references", "_selection", "_planner", "_executor")}
+             for name in ("_snapshot", "_references", "_selection", "_planner", "_result", "_executor")}
     phases: dict = {}
     originals = []
 

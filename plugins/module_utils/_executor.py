@@ -6,7 +6,7 @@
 
 Steps of one group (images linked by parent relations, and the containers removed for them) run in plan order;
 groups run concurrently on a bounded thread pool. The result is built from the engine's answers with the same
-``_planner.build_result`` check mode uses on the predicted answers:
+``_result.build`` check mode uses on the predicted answers:
 
 * 404 (the image or container is already gone): nothing is reported as ours, the run goes on;
 * 409 (someone changed the image since the snapshot): the image is re-read and reported under ``skipped_images``;
@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.janitor.docker.plugins.module_utils import _planner
+from ansible_collections.janitor.docker.plugins.module_utils import _planner, _result
 from ansible_collections.janitor.docker.plugins.module_utils._engine import (
     api_error,
     bulk_calls,
@@ -73,9 +73,9 @@ class _Run:
     def _send(self, step):
         if step.action == "remove_container":
             self.calls.remove_container(step.target)
-            return _planner.Answer(step, removed=True)
+            return _result.Answer(step, removed=True)
         entries = self.calls.remove_image(step.target, force=step.force, noprune=step.noprune)
-        return _planner.Answer.from_entries(step, entries)
+        return _result.Answer.from_entries(step, entries)
 
     def _gone(self, image_id):
         """True when the engine says the image no longer exists."""
@@ -125,7 +125,7 @@ class _Run:
                 self.answers[step.index] = answer
 
 
-def apply(client, plan, parallel=4):
+def apply(client, plan, parallel=4, layers=None):
     """Send the plan's steps; returns the module result built from the engine's answers.
 
     Raises ``ExecutionError`` (with the partial result) when the engine fails in the middle of the run.
@@ -144,12 +144,12 @@ def apply(client, plan, parallel=4):
     raced = {entry["image"] for entry in run.races}
     skipped = [entry for entry in plan.skipped if entry["image"] not in raced] + run.races
     if run.errors:
-        result = _planner.build_result(plan, answers, skipped)
+        result = _result.build(plan, answers, skipped, layers)
         first = run.errors[0]
         done = (f"{len(result['untagged'])} reference(s) untagged, {len(result['deleted'])} image(s) deleted and "
                 f"{len(result['containers_removed'])} container(s) removed before the error")
         raise ExecutionError(f"{first.message} ({done})", result)
-    return _planner.build_result(plan, answers, skipped)
+    return _result.build(plan, answers, skipped, layers)
 
 
 def differences(predicted, actual, layers_predicted=True):

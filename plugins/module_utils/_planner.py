@@ -9,8 +9,9 @@ step and in the order the executor will send them, what the engine will answer t
 (``Untagged`` and ``Deleted`` entries) or which conflict it would raise. What our policy keeps away from the
 engine (containers, conflicts the engine would refuse) goes to ``skipped_images`` with a reason.
 
-``build_result()`` turns engine answers into the module result; check mode feeds it the predicted answers and the
-real run the answers the engine gave, so both are computed the same way.
+Each Step carries the answer the model predicts; ``_result.build`` turns those (check mode) or the engine's own
+answers (real run) into the module result. Layers are not simulated here: which layers a run releases follows from
+which images it deletes (``_layers``), so the plan is made once, without them.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ import copy
 import dataclasses
 import functools
 import gc
-import hashlib
 from dataclasses import dataclass, field
 
 from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
-from ansible_collections.janitor.docker.plugins.module_utils._references import split_domain
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import CONTAINERD, repository_of
 
 POLICIES = ("fail", "skip", "remove")
@@ -31,10 +30,6 @@ REASON_CONTAINER = "container"
 REASON_RUNNING = "running_container"
 REASON_CHILDREN = "child_images"
 REASON_REPOSITORIES = "multiple_repositories"
-
-RESULT_KEYS = ("changed", "untagged", "deleted", "deleted_layers", "containers_removed", "skipped_images", "not_found",
-               "space_reclaimed", "images", "diff")
-
 
 @dataclass(frozen=True)
 class StoreRules:
@@ -48,14 +43,21 @@ class StoreRules:
     untag_keeps_parent_listed: bool  # last tag of a parent with children: "Deleted", but it stays listed dangling
     prune_ignores_siblings: bool  # the parent walk does not look at other children (containerd)
     prune_needs_single_name: bool  # the parent walk stops when the deleted image had several names (containerd)
+    delete_all_names: bool  # removing an image's last name, or its ID, untags every name and deletes it at once
+    #                         (containerd's deleteAll); classic untags one reference, then deletes what has none
+    last_reference_conflict: bool  # a container blocks removing an image's single reference; force may untag it
+    #                                when others remain (classic); containerd only checks when every name goes
+    parents_by_layers: bool  # the parents deleted with an image are chosen by their layers, not Parent links
 
 
 CLASSIC_RULES = StoreRules("classic", child_conflict=True, digest_removal_untags_repository=False,
                            reports_layers=True, derived_digests=False, untag_keeps_parent_listed=False,
-                           prune_ignores_siblings=False, prune_needs_single_name=False)
+                           prune_ignores_siblings=False, prune_needs_single_name=False, delete_all_names=False,
+                           last_reference_conflict=True, parents_by_layers=False)
 CONTAINERD_RULES = StoreRules("containerd", child_conflict=False, digest_removal_untags_repository=True,
                               reports_layers=False, derived_digests=True, untag_keeps_parent_listed=True,
-                              prune_ignores_siblings=True, prune_needs_single_name=True)
+                              prune_ignores_siblings=True, prune_needs_single_name=True, delete_all_names=True,
+                              last_reference_conflict=False, parents_by_layers=True)
 
 
 def rules_for(store):
@@ -77,17 +79,6 @@ class Policy:
         if any(request.rule == "images" for request in requests):
             return self.containers
         return self.rule_containers
-
-
-def chain_ids(diff_ids):
-    """Layer chain IDs from RootFS.Layers: chain(0) = diff(0); chain(n) = sha256("chain(n-1) diff(n)")."""
-    chains = []
-    for diff in diff_ids:
-        if not chains:
-            chains.append(diff)
-        else:
-            chains.append("sha256:" + hashlib.sha256(f"{chains[-1]} {diff}".encode()).hexdigest())
-    return tuple(chains)
 
 
 class Conflict(Exception):
@@ -147,14 +138,6 @@ class Plan:
         """The Snapshot the simulation predicts after the run (built on demand: only tests and reruns need it)."""
         return None if self.final_state is None else self.final_state.snapshot(self.snapshot)
 
-    def predicted_answers(self):
-        return [Answer(step, removed=True) if step.action == "remove_container"
-                else Answer(step, untagged=step.untagged, deleted=step.deleted) for step in self.steps]
-
-    def result(self):
-        """The module result as check mode reports it: the predicted answers, through ``build_result``."""
-        return build_result(self, self.predicted_answers(), self.skipped)
-
     @property
     def groups(self):
         out = {}
@@ -163,41 +146,15 @@ class Plan:
         return [out[key] for key in sorted(out)]
 
 
-@dataclass
-class Answer:
-    """What the engine answered to one step: the ``Untagged`` and ``Deleted`` values of DELETE /images, in the
-    engine's order (``Deleted`` holds image IDs and, on the classic store, released layers), or ``removed`` for a
-    container."""
-
-    step: Step
-    untagged: list = field(default_factory=list)
-    deleted: list = field(default_factory=list)
-    removed: bool = False
-
-    @classmethod
-    def from_entries(cls, step, entries):
-        """The Answer for the engine's list of ``{"Untagged": ...}`` and ``{"Deleted": ...}`` entries."""
-        untagged, deleted = [], []
-        for entry in entries or ():
-            if not isinstance(entry, dict):
-                continue
-            if entry.get("Untagged"):
-                untagged.append(entry["Untagged"])
-            if entry.get("Deleted"):
-                deleted.append(entry["Deleted"])
-        return cls(step, untagged=untagged, deleted=deleted)
-
-
 class _State:
     """A mutable copy of the snapshot the simulation works on."""
 
-    def __init__(self, snapshot, rules, layers):
+    def __init__(self, snapshot, rules):
         self.rules = rules
         self.images = {}
         for image in snapshot.images:
             self.images[image.id] = _Image(image.id, image.parent, list(image.tags), list(image.digests))
         self.containers = {c.id: c for c in snapshot.containers}
-        self.layers = layers  # {image ID: tuple of chain IDs} or None
         self.original_parent = {image.id: image.parent for image in snapshot.images}
         # indexes built once (snapshots of 10,000 images): images and containers are only ever removed from the
         # state and parent links never change, so a lookup filtered by what remains is exact
@@ -208,28 +165,20 @@ class _State:
         self._users = {}
         for container in self.containers.values():
             self._users.setdefault(container.image_id, []).append(container)
-        self._image_chains = {}  # chain ID -> how many remaining images have it
-        for image_id in self.images:
-            for chain in set((layers or {}).get(image_id, ())):
-                self._image_chains[chain] = self._image_chains.get(chain, 0) + 1
-        self._container_chains = (None, set())  # (len(self.containers) it was computed for, chain IDs)
 
     def children(self, image_id):
         return [self.images[i] for i in self._children.get(image_id, ()) if i in self.images]
 
     def clone(self):
-        """A copy to try a step on (the layer data is shared, it never changes)."""
+        """A copy to try a step on (the indexes are shared: they never change)."""
         other = copy.copy(self)
         other.images = {i: _Image(m.id, m.parent, list(m.tags), list(m.digests)) for i, m in self.images.items()}
         other.containers = dict(self.containers)
-        other._image_chains = dict(self._image_chains)  # pylint: disable=protected-access
         return other
 
     def adopt(self, other):
         self.images = other.images
         self.containers = other.containers
-        self._image_chains = other._image_chains  # pylint: disable=protected-access
-        self._container_chains = other._container_chains  # pylint: disable=protected-access
 
     def snapshot(self, before):
         """The predicted state as a Snapshot (records of ``before`` with the references that remain)."""
@@ -303,40 +252,10 @@ class _State:
                             used=True)
         return None
 
-    def needed_chains(self):
-        needed = set()
-        if self.layers is None:
-            return needed
-        for image_id in self.images:
-            needed.update(self.layers.get(image_id, ()))
-        for container in self.containers.values():
-            needed.update(self.layers.get(container.image_id, ()))
-        return needed
-
     def delete(self, image, deleted):
-        """Remove ``image`` from the state; append the image ID and the released layer chain IDs."""
+        """Remove ``image`` from the state and append its ID (the layers it releases follow from the deleted IDs)."""
         del self.images[image.id]
         deleted.append(image.id)
-        if self.rules.reports_layers and self.layers is not None:
-            chains = self.layers.get(image.id, ())
-            for chain in set(chains):
-                self._image_chains[chain] -= 1
-            held = self._chains_of_containers()
-            for chain in reversed(chains):
-                if self._image_chains.get(chain, 0) > 0 or chain in held:
-                    break
-                deleted.append(chain)
-
-    def _chains_of_containers(self):
-        """The chain IDs of the containers' images (what ``needed_chains`` adds for containers), recomputed only
-        when a container was removed (containers are only ever removed, so their number tells)."""
-        count, chains = self._container_chains
-        if count != len(self.containers):
-            chains = set()
-            for container in self.containers.values():
-                chains.update(self.layers.get(container.image_id, ()))
-            self._container_chains = (len(self.containers), chains)
-        return chains
 
     # -- the engine's delete paths --------------------------------------------------------------------------
     def delete_helper(self, image, force, prune, quiet, untagged, deleted):
@@ -391,7 +310,7 @@ class _State:
     def remove_by_reference(self, image, ref, force, prune):
         untagged, deleted = [], []
         users = self.containers_of(image.id)
-        if self.rules.kind == CONTAINERD:
+        if self.rules.delete_all_names:
             names = self._names_removed(image, ref)
             if len(names) < len(image.tags):
                 untagged = self.remove_reference(image, ref)
@@ -424,7 +343,7 @@ class _State:
 
     def remove_by_id(self, image, force, prune):
         untagged, deleted = [], []
-        if self.rules.kind == CONTAINERD:
+        if self.rules.delete_all_names:
             names = list(image.tags)
             self.containerd_delete_all(image, names, force, prune, False, untagged, deleted)
             return untagged, deleted
@@ -491,7 +410,7 @@ def _leaves_references(state, image, target):
 def _forced_untag(state, image, target, policy):
     """``force`` lets the engine untag a reference of an image a container uses when other references remain
     (classic: the engine refuses it without force when the references form one repository)."""
-    return (policy.force and state.rules.kind != CONTAINERD and bool(state.containers_of(image.id))
+    return (policy.force and state.rules.last_reference_conflict and bool(state.containers_of(image.id))
             and state.single_reference(image) and _leaves_references(state, image, target))
 
 
@@ -510,7 +429,7 @@ def _affected(state, image, requests, policy):
         if not _leaves_references(state, scratch, request.target):
             return True
         if state.single_reference(scratch) and not _forced_untag(state, scratch, request.target, policy) \
-                and state.rules.kind != CONTAINERD:
+                and state.rules.last_reference_conflict:
             return True
         state.remove_reference(scratch, request.target)
     return False
@@ -586,7 +505,7 @@ def _without_containers(state, request, force, prune, containers):
     return trial, untagged, deleted
 
 
-def _gc_paused(function):
+def gc_paused(function):
     """Run ``function`` with the cyclic garbage collector paused (its previous state is restored afterwards).
 
     Planning allocates a great many small lists and dicts that never form reference cycles, so reference counting
@@ -605,20 +524,15 @@ def _gc_paused(function):
     return paused
 
 
-@_gc_paused
-def plan(snapshot, requests, policy=None, rules=None, layers=None, not_found=()):
-    """The Plan for removing ``requests`` (one merged, de-duplicated list) from ``snapshot``.
-
-    ``layers`` is ``{image ID: RootFS.Layers (diff IDs)}`` for the images that matter (those that may be deleted
-    and those that remain); without it, released layers cannot be predicted on the classic store.
-    """
+@gc_paused
+def plan(snapshot, requests, policy=None, rules=None, not_found=()):
+    """The Plan for removing ``requests`` (one merged, de-duplicated list) from ``snapshot``."""
     policy = policy or Policy()
     for value in (policy.containers, policy.rule_containers):
         if value not in POLICIES:
             raise JanitorError(f"containers={value!r} is not valid; valid values: {', '.join(POLICIES)}")
     rules = rules or rules_for(snapshot.store)
-    chains = None if layers is None else {image_id: chain_ids(diffs) for image_id, diffs in layers.items()}
-    state = _State(snapshot, rules, chains)
+    state = _State(snapshot, rules)
     uncertain = []
     seen = set()
     unique = []
@@ -689,9 +603,7 @@ def plan(snapshot, requests, policy=None, rules=None, layers=None, not_found=())
             skipped_ids.add(request.image_id)
     # a child-images skip recorded for an image a later step deleted after all is no skip
     skipped = [s for s in skipped if not (s["reason"] == REASON_CHILDREN and s["image"] not in state.images)]
-    if rules.reports_layers and chains is None and any(step.deleted for step in steps):
-        uncertain.append("deleted_layers: the image layers were not read, so the released layers are not predicted")
-    if rules.kind == CONTAINERD:
+    if rules.parents_by_layers:
         for step in steps:
             if any(snapshot.by_id().get(i) and snapshot.by_id()[i].parent for i in step.deleted):
                 uncertain.append("the containerd image store chooses the parent images it deletes with an image by "
@@ -704,113 +616,4 @@ def plan(snapshot, requests, policy=None, rules=None, layers=None, not_found=())
 
 
 def _unique(values):
-    seen = set()
-    out = []
-    for value in values:
-        if value not in seen:
-            seen.add(value)
-            out.append(value)
-    return out
-
-
-def apply_answers(snapshot, rules, untagged, deleted, only=None):
-    """{image ID: sorted references} after the answered untags and deletions, for the images they touched
-    (only the images in ``only`` when given: the result lists no others)."""
-    images = snapshot.images if only is None else [image for image in snapshot.images if image.id in only]
-    refs = {image.id: list(image.references) for image in images}
-    owner = {}
-    for image in images:
-        for ref in image.references:
-            owner.setdefault(ref, image.id)
-    changed = set()
-    for ref in untagged:
-        image_id = owner.get(ref)
-        if image_id is None or image_id not in refs:
-            continue
-        changed.add(image_id)
-        refs[image_id] = [r for r in refs[image_id] if r != ref]
-        if "@" not in ref:
-            repo = repository_of(ref)
-            remaining_tags = [r for r in refs[image_id] if "@" not in r and repository_of(r) == repo]
-            if rules.derived_digests and not remaining_tags:
-                refs[image_id] = [r for r in refs[image_id] if repository_of(r) != repo]
-    if rules.derived_digests:
-        for image in images:
-            if image.id in changed and image.digests:
-                refs[image.id] = _rederive_digest(refs[image.id], image.digests[0].split("@", 1)[1])
-    for image_id in deleted:
-        refs.pop(image_id, None)
-    return refs
-
-
-def _rederive_digest(refs, digest):
-    """The containerd store lists one ``<repo>@<digest>``, for the repository whose full name sorts last; when its
-    repository loses its last tag, the listing shows the digest under the next one."""
-    tags = [r for r in refs if "@" not in r]
-    if not tags or any("@" in r for r in refs):
-        return refs
-    repo = max((repository_of(t) for t in tags), key=lambda name: "/".join(split_domain(name)))
-    return refs + [f"{repo}@{digest}"]
-
-
-@_gc_paused
-def build_result(plan_, answers, skipped, error=None):
-    """The module result from engine answers (predicted in check mode, real otherwise)."""
-    snapshot = plan_.snapshot
-    by_id = snapshot.by_id()
-    untagged, deleted, layers, containers_removed = [], [], [], []
-    image_ids = plan_.image_ids
-    for answer in answers:
-        if answer.step.action == "remove_container":
-            if answer.removed:
-                containers_removed.append(answer.step.target)
-            continue
-        untagged.extend(answer.untagged)
-        for value in answer.deleted:
-            (deleted if value in image_ids else layers).append(value)
-    untagged = sorted(_unique(untagged))
-    deleted = sorted(_unique(deleted))
-    layers = sorted(_unique(layers))
-    containers_removed = sorted(_unique(containers_removed))
-    deleted_set = set(deleted)
-    space = 0
-    for image_id in deleted:
-        image = by_id[image_id]
-        parent = by_id.get(image.parent)
-        space += max(0, image.size - (parent.size if parent else 0))
-    selected_set = set(plan_.selected)
-    touched = list(plan_.selected) + [i for i in deleted if i not in selected_set]
-    after = apply_answers(snapshot, plan_.rules, untagged, deleted, only=set(touched))
-    untagged_set = set(untagged)
-    skipped_ids = {entry["image"] for entry in skipped}
-    images = []
-    for image_id in plan_.selected:
-        image = by_id[image_id]
-        if image_id in deleted_set:
-            action = "deleted"
-        elif any(ref in untagged_set for ref in image.references):
-            action = "untagged"
-        elif image_id in skipped_ids:
-            action = "skipped"
-        else:
-            action = "unchanged"
-        images.append({"id": image_id, "references": list(image.references), "size": image.size, "action": action})
-    diff = {
-        "before": {"images": {i: sorted(by_id[i].references) for i in touched}},
-        "after": {"images": {i: sorted(after[i]) for i in touched if i in after}},
-    }
-    result = {
-        "changed": bool(untagged or deleted or containers_removed),
-        "untagged": untagged,
-        "deleted": deleted,
-        "deleted_layers": layers,
-        "containers_removed": containers_removed,
-        "skipped_images": sorted(skipped, key=lambda s: (s["image"], s["reason"])),
-        "not_found": list(plan_.not_found),
-        "space_reclaimed": space,
-        "images": images,
-        "diff": diff,
-    }
-    if error is not None:
-        result["error"] = error
-    return result
+    return list(dict.fromkeys(values))

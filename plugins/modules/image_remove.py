@@ -372,8 +372,10 @@ from ansible_collections.janitor.docker.plugins.module_utils import (  # noqa: E
     _engine,
     _errors,
     _executor,
+    _layers,
     _planner,
     _references,
+    _result,
     _selection,
     _snapshot,
 )
@@ -418,13 +420,13 @@ class ImageRemover:
         return _engine.LayerReader(client, [image.id for image in snapshot.images], self.params["parallel"]).start()
 
     def plan(self, snapshot, requests, not_found, layer_reader):
-        policy = self.policy()
-        rules = _planner.rules_for(snapshot.store)
-        plan = _planner.plan(snapshot, requests, policy, rules, not_found=not_found)
+        """The plan (made once), and the layer table when the plan deletes something and the layers were read."""
+        plan = _planner.plan(snapshot, requests, self.policy(), _planner.rules_for(snapshot.store),
+                             not_found=not_found)
+        layers = None
         if layer_reader is not None and any(step.deleted for step in plan.steps):
-            plan = _planner.plan(snapshot, requests, policy, rules, layers=layer_reader.layers(),
-                                 not_found=not_found)
-        return plan
+            layers = _layers.LayerTable.from_diff_ids(layer_reader.layers())
+        return plan, layers
 
     def run(self):
         self.validate()
@@ -439,11 +441,11 @@ class ImageRemover:
             layer_reader = self.layer_reader(client, snapshot)
             try:
                 requests, not_found = self.requests(snapshot)
-                plan = self.plan(snapshot, requests, not_found, layer_reader)
+                plan, layers = self.plan(snapshot, requests, not_found, layer_reader)
             finally:
                 if layer_reader is not None:
                     layer_reader.cancel()
-            predicted = plan.result()
+            predicted = _result.build(plan, layers=layers)
             _selection.check_protected(snapshot, self.params, predicted["deleted"])
             if self.module.check_mode:
                 if plan.uncertain:

@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from ansible_collections.janitor.docker.plugins.module_utils._planner import RESULT_KEYS
+from ansible_collections.janitor.docker.plugins.module_utils._result import RESULT_KEYS
 from tests.harness.ansible_runner import run_module, run_playbook
 from tests.harness.images import ImageSpec, save_archive
 

@@ -12,7 +12,7 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.janitor.docker.plugins.module_utils._planner import RESULT_KEYS
+from ansible_collections.janitor.docker.plugins.module_utils._result import RESULT_KEYS
 from tests.harness.ansible_runner import run_module
 from tests.harness.images import ImageSpec
 

@@ -10,7 +10,7 @@ import docker.errors
 import pytest
 import requests
 
-from ansible_collections.janitor.docker.plugins.module_utils import _errors, _executor, _planner, _references
+from ansible_collections.janitor.docker.plugins.module_utils import _errors, _executor, _planner, _references, _result
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import ContainerRecord, ImageRecord, Snapshot
 
 
@@ -79,7 +79,7 @@ VALUES = [f"img{n}:1" for n in range(1, 7)]
 def test_real_result_equals_the_plan_when_the_engine_agrees():
     plan = make_plan(SNAPSHOT, VALUES)
     engine = FakeEngine(plan)
-    assert _executor.apply(engine, plan, parallel=3) == plan.result()
+    assert _executor.apply(engine, plan, parallel=3) == _result.build(plan)
     assert sorted(call[1] for call in engine.calls) == sorted(VALUES)
 
 
@@ -89,7 +89,7 @@ def test_result_is_built_from_the_answers_not_the_plan():
     engine = FakeEngine(plan, overrides={"img1:1": [{"Untagged": "img1:1"}, {"Deleted": iid(1)}, {"Deleted": extra}]})
     result = _executor.apply(engine, plan)
     assert result["deleted_layers"] == [extra]
-    assert _executor.differences(plan.result(), result) == {
+    assert _executor.differences(_result.build(plan), result) == {
         "deleted_layers": {"predicted": [], "actual": [extra]}}
 
 
@@ -146,7 +146,7 @@ def test_parallel_runs_groups_concurrently_and_keeps_dependent_steps_in_order():
     plan = make_plan(chain, values)
     engine = FakeEngine(plan, delay=0.05)
     result = _executor.apply(engine, plan, parallel=4)
-    assert result == plan.result()
+    assert result == _result.build(plan)
     order = [c[1] for c in engine.calls if c[1] in ("p:1", "c:1", "g:1")]
     assert order == ["g:1", "c:1", "p:1"]
     assert 1 < engine.max_active <= 4

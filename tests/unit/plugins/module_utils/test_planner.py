@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.janitor.docker.plugins.module_utils import _planner, _references
+from ansible_collections.janitor.docker.plugins.module_utils import _planner, _references, _result
+from ansible_collections.janitor.docker.plugins.module_utils._layers import LayerTable, chain_ids
 from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import (
     CLASSIC,
@@ -32,9 +33,8 @@ def dig(n):
 
 def run(snapshot, values, layers=None, **policy):
     resolution = _references.resolve(snapshot, values)
-    plan = _planner.plan(snapshot, resolution.requests, _planner.Policy(**policy), layers=layers,
-                         not_found=resolution.not_found)
-    return plan, plan.result()
+    plan = _planner.plan(snapshot, resolution.requests, _planner.Policy(**policy), not_found=resolution.not_found)
+    return plan, _result.build(plan, layers=None if layers is None else LayerTable.from_diff_ids(layers))
 
 
 def stopped(n, image):
@@ -205,16 +205,14 @@ def test_classic_released_layers_need_rootfs():
     ))
     layers = {iid(1): ("sha256:" + "1" * 64,), iid(2): ("sha256:" + "1" * 64, "sha256:" + "2" * 64),
               iid(3): ("sha256:" + "1" * 64, "sha256:" + "3" * 64)}
-    chains = _planner.chain_ids(layers[iid(2)])
+    chains = chain_ids(layers[iid(2)])
     assert chains[0] == "sha256:" + "1" * 64
     assert chains[1] == "sha256:" + hashlib.sha256(f"sha256:{'1' * 64} sha256:{'2' * 64}".encode()).hexdigest()
     plan, result = run(snapshot, ["c:1", "p:1"], layers=layers)
     assert result["deleted_layers"] == [chains[1]]  # the base layer stays for other:1
     assert plan.uncertain == []
     plan, result = run(snapshot, ["c:1", "p:1", "other:1"], layers=layers)
-    assert result["deleted_layers"] == sorted(set(chains) | set(_planner.chain_ids(layers[iid(3)])))
-    plan, _result = run(snapshot, ["c:1"])
-    assert plan.uncertain  # no layers given: check mode says so
+    assert result["deleted_layers"] == sorted(set(chains) | set(chain_ids(layers[iid(3)])))
 
 
 def test_container_keeps_layers_of_a_force_deleted_image():
@@ -269,8 +267,7 @@ def graphs(draw):
 
 def plan_for(snapshot, values, policy, layers):
     resolution = _references.resolve(snapshot, values)
-    return _planner.plan(snapshot, resolution.requests, policy, layers=layers if snapshot.store == CLASSIC else None,
-                         not_found=resolution.not_found)
+    return _planner.plan(snapshot, resolution.requests, policy, not_found=resolution.not_found)
 
 
 @settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -278,7 +275,7 @@ def plan_for(snapshot, values, policy, layers):
 def test_random_graph_invariants(case):
     snapshot, values, policy, layers = case
     plan = plan_for(snapshot, values, policy, layers)
-    result = plan.result()
+    result = _result.build(plan, layers=LayerTable.from_diff_ids(layers))
     by_id = snapshot.by_id()
     running_images = {c.image_id for c in snapshot.containers if c.running}
     resolution = _references.resolve(snapshot, values)
@@ -312,12 +309,12 @@ def test_random_graph_invariants(case):
             assert set(after[entry["image"]].references) >= set(by_id[entry["image"]].references) - set(
                 result["untagged"]) and set(after[entry["image"]].references)
     # every result key is there, and changed is consistent
-    assert set(_planner.RESULT_KEYS) <= set(result)
+    assert set(_result.RESULT_KEYS) <= set(result)
     assert result["changed"] == bool(plan.steps)
     # idempotency: planning on the predicted state changes nothing
     again = plan_for(plan.after, values, policy, layers)
     assert again.steps == [], [(s.action, s.target) for s in again.steps]
-    assert again.result()["changed"] is False
+    assert _result.build(again)["changed"] is False
 
 
 @settings(max_examples=150, deadline=None, database=None)
@@ -331,7 +328,7 @@ def test_random_graph_fail_policy_changes_nothing_or_raises(case):
         assert "nothing was removed" in exc.message
         return
     used = {c.image_id for c in snapshot.containers}
-    assert not used & set(plan.result()["deleted"])
+    assert not used & set(_result.build(plan)["deleted"])
 
 
 @pytest.mark.parametrize("store", STORES)

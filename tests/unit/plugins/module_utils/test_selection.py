@@ -445,12 +445,12 @@ def test_ten_thousand_images_five_thousand_containers():
 
 def test_selection_and_plan_on_ten_thousand_images():
     """select() then the planner: every requested image is accounted for, container images stay."""
-    from ansible_collections.janitor.docker.plugins.module_utils import _planner
+    from ansible_collections.janitor.docker.plugins.module_utils import _planner, _result
 
     s = big_snapshot()
     requests, kept = _selection.select(s, {"all": True}, NOW)
     plan = _planner.plan(s, requests, _planner.Policy())  # containers not given: rules skip images in use
-    result = _selection.annotate(plan.result(), s, requests, kept)
+    result = _selection.annotate(_result.build(plan), s, requests, kept)
     used = {c.image_id for c in s.containers}
     deleted = set(result["deleted"])
     assert deleted and not deleted & used
