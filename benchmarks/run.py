@@ -397,7 +397,7 @@ def profile(be: imageset.BenchEngine, image_set: imageset.ImageSet, out_path: Pa
 
     for module_name, func in PHASES:
         wrap(utils[module_name], func, f"{module_name}.{func}")
-    wrap(utils["_engine"].LayerReader, "layers", "_engine.LayerReader.layers (waiting for the layer inspects)")
+    wrap(utils["_transport"].LayerReader, "layers", "_transport.LayerReader.layers (waiting for the layer inspects)")
     args = {"images": image_set.references, "containers": "remove"}
     out = {}
     report_text = io.StringIO()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.janitor.docker.plugins.module_utils._engine import api_error, is_api_error
 from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils._pressure import (
     MEASURE_FILESYSTEM,
@@ -54,7 +53,7 @@ def read_measure(client, measure, info):
     """The Measure of kind ``measure``, with the df answer for the images measure (or None)."""
     root = (info or {}).get("DockerRootDir") or ""
     if measure == MEASURE_FILESYSTEM:
-        path = local_data_root(getattr(client, "janitor_host", ""), info)
+        path = local_data_root(getattr(client, "host", ""), info)
         total, used = filesystem(path)
         return Measure(MEASURE_FILESYSTEM, used, total, path)
     df = system_df(client)
@@ -62,12 +61,8 @@ def read_measure(client, measure, info):
 
 
 def system_df(client):
-    try:
-        return client.df()
-    except Exception as exc:
-        if is_api_error(exc):
-            raise api_error(exc, "reading the disk usage (system df)") from exc
-        raise
+    """``GET /system/df``; engine failures come as the transport's ``JanitorError`` types."""
+    return client.df()
 
 
 def df_accounting(df):

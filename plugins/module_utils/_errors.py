@@ -25,7 +25,23 @@ class SDKMissingError(JanitorError):
 
 
 class EngineUnreachableError(JanitorError):
-    """The engine could not be reached, or stopped answering (a lost connection, a timeout)."""
+    """The engine could not be reached, or stopped answering (a lost connection, a timeout).
+
+    ``timed_out`` is true when the engine took longer than ``timeout`` to answer: the request may still be carried
+    out, so it is never sent again.
+    """
+
+    def __init__(self, message, timed_out=False, **details):
+        super().__init__(message, **details)
+        self.timed_out = timed_out
+
+
+class AnswerLostError(EngineUnreachableError):
+    """The request reached the engine (or may have), but its answer was lost or unreadable.
+
+    The engine may have carried the request out: what it did is read back from the engine's state, never guessed,
+    and the request is never sent again.
+    """
 
 
 class EngineAPIError(JanitorError):

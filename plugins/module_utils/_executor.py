@@ -19,15 +19,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.janitor.docker.plugins.module_utils import _planner, _result
-from ansible_collections.janitor.docker.plugins.module_utils._engine import (
-    api_error,
-    bulk_calls,
-    is_api_error,
-    is_connection_error,
-    lost_connection_error,
-    status_of,
+from ansible_collections.janitor.docker.plugins.module_utils._errors import (
+    AnswerLostError,
+    EngineAPIError,
+    ExecutionError,
+    JanitorError,
 )
-from ansible_collections.janitor.docker.plugins.module_utils._errors import ExecutionError, JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._transport import bulk_calls
 
 _REASONS = (
     ("dependent child images", _planner.REASON_CHILDREN),
@@ -45,30 +43,24 @@ def _reason(message):
     return "conflict"
 
 
-def _reread(client, calls, step, message):
-    """A ``skipped_images`` entry for an image whose removal met a conflict the plan did not expect."""
-    entry = {"image": step.image_id, "references": [], "reason": _reason(message), "containers": [],
-             "detail": f"changed since the snapshot: {message}"}
-    try:
-        data = calls.inspect_image(step.image_id)
-        entry["references"] = list(data.get("RepoTags") or []) + list(data.get("RepoDigests") or [])
-        entry["containers"] = sorted(c["Id"] for c in client.containers(all=True)
-                                     if c.get("ImageID") == step.image_id)
-    except Exception:  # noqa: BLE001 - the entry stays useful without the re-read
-        pass
-    return entry
+def _action(step):
+    if step.action == "remove_container":
+        return f"removing container {step.target[:12]}"
+    return f"removing image {step.target}"
 
 
 class _Run:
-    def __init__(self, client, calls, plan):
-        self.client = client
-        self.calls = calls  # the per-image requests (``_engine.bulk_calls``)
+    def __init__(self, engine, calls, plan):
+        self.engine = engine
+        self.calls = calls  # the per-image requests (``_transport.bulk_calls``)
         self.plan = plan
         self.answers = {}
         self.races = []
         self.errors = []
+        self.notes = []  # warnings for the operator
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self._holders = None
 
     def _send(self, step):
         if step.action == "remove_container":
@@ -81,9 +73,67 @@ class _Run:
         """True when the engine says the image no longer exists."""
         try:
             self.calls.inspect_image(image_id)
-        except Exception as exc:  # noqa: BLE001 - only a clear "not found" answer counts as gone
-            return is_api_error(exc) and status_of(exc) == 404
+        except EngineAPIError as exc:
+            return exc.status == 404
+        except Exception:  # noqa: BLE001 - only a clear "not found" answer counts as gone
+            return False
         return False
+
+    def _reread(self, step, message):
+        """A ``skipped_images`` entry for an image whose removal met a conflict the plan did not expect."""
+        entry = {"image": step.image_id, "references": [], "reason": _reason(message), "containers": [],
+                 "detail": f"changed since the snapshot: {message}"}
+        try:
+            data = self.calls.inspect_image(step.image_id)
+            entry["references"] = list(data.get("RepoTags") or []) + list(data.get("RepoDigests") or [])
+            entry["containers"] = sorted(c["Id"] for c in self.engine.containers(all=True)
+                                         if c.get("ImageID") == step.image_id)
+        except Exception:  # noqa: BLE001 - the entry stays useful without the re-read
+            pass
+        return entry
+
+    def _holder(self, reference):
+        """The image that held ``reference`` in the snapshot."""
+        if self._holders is None:
+            self._holders = {ref: image.id for image in self.plan.snapshot.images for ref in image.references}
+        return self._holders.get(reference)
+
+    def _read_back(self, step, lost):
+        """The step's outcome read from the engine's state, after its answer was lost or unreadable.
+
+        Only what the plan predicted for the step is looked for: a predicted untag happened if the reference no
+        longer names the image that held it, a predicted deletion if the image is no longer listed. Released layers
+        cannot be read back and are not reported. Raises ``ExecutionError``-worthy ``JanitorError`` when the state
+        cannot be read, or shows that the request was not carried out.
+        """
+        try:
+            if step.action == "remove_container":
+                listed = {c.get("Id") for c in self.engine.containers(all=True) or ()}
+                answer = _result.Answer(step, removed=step.target not in listed)
+                done = answer.removed
+            else:
+                now, listed = {}, set()
+                for image in self.engine.images(all=True) or ():
+                    listed.add(image.get("Id"))
+                    for ref in list(image.get("RepoTags") or ()) + list(image.get("RepoDigests") or ()):
+                        now[ref] = image.get("Id")
+                untagged = [ref for ref in step.untagged
+                            if now.get(ref) != (self._holder(ref) or step.image_id)]
+                deleted = [value for value in step.deleted if value in self.plan.image_ids and value not in listed]
+                answer = _result.Answer(step, untagged=untagged, deleted=deleted)
+                done = bool(untagged or deleted)
+        except JanitorError as exc:
+            raise JanitorError(f"{lost.message}; reading the engine back to learn what it did failed too: "
+                               f"{exc.message}") from exc
+        if not done:
+            raise JanitorError(f"{lost.message}; the engine's state shows that it was not carried out")
+        what = ", ".join([f"untagged {ref}" for ref in answer.untagged] + [f"deleted {i}" for i in answer.deleted]
+                         + ([f"removed container {step.target[:12]}"] if answer.removed else []))
+        with self.lock:
+            self.notes.append(f"{lost.message}; its outcome was read back from the engine's state: {what}"
+                              + ("" if step.action == "remove_container" else
+                                 " (layers it released, if any, are not in deleted_layers)"))
+        return answer
 
     def run_group(self, steps):
         blocked = set()
@@ -93,53 +143,74 @@ class _Run:
             if step.image_id in blocked:
                 continue
             try:
-                answer = self._send(step)
-            except Exception as exc:  # noqa: BLE001 - sorted out below
-                status = status_of(exc) if is_api_error(exc) else None
-                if status == 404:
+                try:
+                    answer = self._send(step)
+                except AnswerLostError as exc:
+                    answer = self._read_back(step, exc)
+            except EngineAPIError as exc:
+                if exc.status == 404:
                     continue
-                if status is not None and step.action == "remove_image" and self._gone(step.image_id):
+                if step.action == "remove_image" and self._gone(step.image_id):
                     # another client deleted the image while our request ran: the engine may then answer 500
                     # ("unrecognized image ID") instead of 404; it is already gone, not an error and not ours
                     continue
-                if status == 409:
-                    message = str(getattr(exc, "explanation", "") or exc)
-                    entry = _reread(self.client, self.calls, step, message)
+                if exc.status == 409:
+                    entry = self._reread(step, exc.explanation or exc.message)
                     with self.lock:
                         self.races.append(entry)
                     blocked.add(step.image_id)
                     continue
-                action = (f"removing container {step.target[:12]}" if step.action == "remove_container"
-                          else f"removing image {step.target}")
-                if is_api_error(exc):
-                    error = api_error(exc, action)
-                elif is_connection_error(exc):
-                    error = lost_connection_error(self.client, exc, action)
-                else:
-                    error = JanitorError(f"{action}: {exc}")
-                with self.lock:
-                    self.errors.append(error)
-                self.stop.set()
+                self._fail(exc)
+                return
+            except JanitorError as exc:
+                self._fail(exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - a failure we did not foresee still ends in a message
+                self._fail(JanitorError(f"{_action(step)}: {type(exc).__name__}: {exc}"))
                 return
             with self.lock:
                 self.answers[step.index] = answer
+            self._check_race(step, answer)
+
+    def _check_race(self, step, answer):
+        """Warn when the engine deleted another image than the one the step named when the engine was read: another
+        client moved the reference to that image between our read and our request."""
+        if step.action != "remove_image":
+            return
+        image_id = answer.image
+        if image_id and image_id != step.image_id and image_id not in step.deleted:
+            with self.lock:
+                self.notes.append(
+                    f"removing {step.target} deleted image {image_id}, which is not the image {step.image_id} "
+                    f"it named when the engine was read: another client moved {step.target} to {image_id} "
+                    f"meanwhile; {image_id} is reported under deleted as the engine answered")
+
+    def _fail(self, error):
+        with self.lock:
+            self.errors.append(error)
+        self.stop.set()
 
 
-def apply(client, plan, parallel=4, layers=None):
+def apply(engine, plan, parallel=4, layers=None, warn=None):
     """Send the plan's steps; returns the module result built from the engine's answers.
 
-    Raises ``ExecutionError`` (with the partial result) when the engine fails in the middle of the run.
+    ``warn(text)`` receives what the operator should know (answers read back from the engine's state, tags moved
+    by another client). Raises ``ExecutionError`` (with the partial result) when the engine fails in the middle of
+    the run.
     """
     groups = plan.groups
     workers = max(1, min(parallel, len(groups)))
-    calls = bulk_calls(client, workers)
-    run = _Run(client, calls, plan)
+    calls = bulk_calls(engine, workers)
+    run = _Run(engine, calls, plan)
     try:
         if groups:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 list(pool.map(run.run_group, groups))
     finally:
         calls.close()
+    for note in run.notes:
+        if warn is not None:
+            warn(note)
     answers = [run.answers[index] for index in sorted(run.answers)]
     raced = {entry["image"] for entry in run.races}
     skipped = [entry for entry in plan.skipped if entry["image"] not in raced] + run.races

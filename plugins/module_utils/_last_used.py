@@ -26,9 +26,9 @@ import json
 import os
 import tempfile
 
-from ansible_collections.janitor.docker.plugins.module_utils._engine import api_error, bulk_calls, status_of
-from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._errors import EngineAPIError, JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils._selection import parse_until
+from ansible_collections.janitor.docker.plugins.module_utils._transport import bulk_calls
 
 STATE_VERSION = 1
 _RUNNING = ("running", "paused", "restarting")
@@ -65,10 +65,10 @@ def read_times(client, snapshot, parallel, now, containers=True):
     calls = bulk_calls(client, parallel)
     try:
         for image_id, answer in calls.inspect_images([image.id for image in snapshot.images]):
-            if isinstance(answer, Exception):
-                if status_of(answer) == 404:
+            if isinstance(answer, EngineAPIError):
+                if answer.status == 404:
                     continue  # deleted meanwhile by another client
-                raise api_error(answer, f"inspecting image {image_id}")
+                raise answer
             tagged = engine_time((answer.get("Metadata") or {}).get("LastTagTime"))
             if tagged is not None:
                 tag_times[image_id] = tagged
@@ -79,9 +79,9 @@ def read_times(client, snapshot, parallel, now, containers=True):
         for container in snapshot.containers:
             try:
                 data = client.inspect_container(container.id)
-            except Exception as exc:  # noqa: BLE001 - a container removed meanwhile counts as used now
-                if status_of(exc) != 404:
-                    raise api_error(exc, f"inspecting container {container.id[:12]}") from exc
+            except EngineAPIError as exc:  # a container removed meanwhile counts as used now
+                if exc.status != 404:
+                    raise
                 data = {"State": {"Running": True}}
             value = container_use(data, now)
             if value is not None and value > uses.get(container.image_id, 0):

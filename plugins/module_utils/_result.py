@@ -25,12 +25,15 @@ RESULT_KEYS = ("changed", "untagged", "deleted", "deleted_layers", "containers_r
 class Answer:
     """What the engine answered to one step: the ``Untagged`` and ``Deleted`` values of DELETE /images, in the
     engine's order (``Deleted`` holds image IDs and, on the classic store, released layers), or ``removed`` for a
-    container."""
+    container. ``image`` is the first ``Deleted`` value: the engine lists the image it deleted before the layers
+    it released, so that value is an image even when the snapshot does not know it (another client moved the
+    removed tag to a new image)."""
 
     step: object
     untagged: list = field(default_factory=list)
     deleted: list = field(default_factory=list)
     removed: bool = False
+    image: str = ""
 
     @classmethod
     def from_entries(cls, step, entries):
@@ -43,7 +46,7 @@ class Answer:
                 untagged.append(entry["Untagged"])
             if entry.get("Deleted"):
                 deleted.append(entry["Deleted"])
-        return cls(step, untagged=untagged, deleted=deleted)
+        return cls(step, untagged=untagged, deleted=deleted, image=deleted[0] if deleted else "")
 
 
 def predicted_answers(plan):
@@ -128,7 +131,7 @@ def build(plan, answers=None, skipped=None, layers=None):
             continue
         untagged.extend(answer.untagged)
         for value in answer.deleted:
-            (deleted if value in image_ids else reported).append(value)
+            (deleted if value in image_ids or value == answer.image else reported).append(value)
     untagged = sorted(set(untagged))
     deleted = sorted(set(deleted))
     containers_removed = sorted(set(containers_removed))
@@ -136,11 +139,13 @@ def build(plan, answers=None, skipped=None, layers=None):
     deleted_set = set(deleted)
     space = 0
     for image_id in deleted:
-        image = by_id[image_id]
+        image = by_id.get(image_id)
+        if image is None:
+            continue  # an image created after the snapshot (a moved tag): its size is not known
         parent = by_id.get(image.parent)
         space += max(0, image.size - (parent.size if parent else 0))
     selected_set = set(plan.selected)
-    touched = list(plan.selected) + [i for i in deleted if i not in selected_set]
+    touched = list(plan.selected) + [i for i in deleted if i not in selected_set and i in by_id]
     after = apply_answers(snapshot, plan.rules, untagged, deleted, only=set(touched))
     untagged_set = set(untagged)
     skipped_ids = {entry["image"] for entry in skipped}

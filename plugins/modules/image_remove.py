@@ -369,7 +369,6 @@ import time  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.janitor.docker.plugins.module_utils import (  # noqa: E402
-    _engine,
     _errors,
     _executor,
     _layers,
@@ -378,6 +377,7 @@ from ansible_collections.janitor.docker.plugins.module_utils import (  # noqa: E
     _result,
     _selection,
     _snapshot,
+    _transport,
 )
 
 
@@ -417,7 +417,7 @@ class ImageRemover:
         engine's answers, and the layers need one inspect per image. The inspects start at once, beside planning."""
         if not self.module.check_mode or not _planner.rules_for(snapshot.store).reports_layers or not snapshot.images:
             return None
-        return _engine.LayerReader(client, [image.id for image in snapshot.images], self.params["parallel"]).start()
+        return _transport.LayerReader(client, [image.id for image in snapshot.images], self.params["parallel"]).start()
 
     def plan(self, snapshot, requests, not_found, layer_reader):
         """The plan (made once), and the layer table when the plan deletes something and the layers were read."""
@@ -430,14 +430,16 @@ class ImageRemover:
 
     def run(self):
         self.validate()
-        client = _engine.connect(self.params)
+        client = _transport.connect(self.params)
         try:
             try:
                 snapshot = _snapshot.read(client)
-            except Exception as exc:
-                if _engine.is_api_error(exc):
-                    raise _engine.api_error(exc, "reading the images and containers") from exc
+            except _errors.JanitorError:
                 raise
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise _errors.JanitorError(f"reading the images and containers: the answer of the Docker daemon at "
+                                           f"{client.host} is not what a Docker daemon sends ({type(exc).__name__}: "
+                                           f"{exc})") from exc
             layer_reader = self.layer_reader(client, snapshot)
             try:
                 requests, not_found = self.requests(snapshot)
@@ -451,7 +453,7 @@ class ImageRemover:
                 if plan.uncertain:
                     predicted["prediction_notes"] = list(plan.uncertain)
                 return self.finish(_selection.annotate(predicted, snapshot, requests, self.kept))
-            result = _executor.apply(client, plan, parallel=self.params["parallel"])
+            result = _executor.apply(client, plan, parallel=self.params["parallel"], warn=self.module.warn)
             differences = _executor.differences(predicted, result, layers_predicted=False)
             if differences:
                 self.module.warn(f"the engine's answers differ from the plan (another client changed images during "
@@ -468,7 +470,7 @@ class ImageRemover:
 
 
 def main():
-    argument_spec = _engine.engine_argument_spec(
+    argument_spec = _transport.engine_argument_spec(
         images=dict(type="list", elements="str", aliases=["name"]),
         tag=dict(type="str", default="latest"),
         force=dict(type="bool", default=False),
@@ -478,7 +480,7 @@ def main():
         **_selection.SELECTION_ARGUMENT_SPEC,
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    _engine.guard_secrets(module)
+    _transport.guard_secrets(module)
     remover = ImageRemover(module)
     try:
         result = remover.run()

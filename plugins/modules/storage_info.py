@@ -376,14 +376,12 @@ highest_severity:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.janitor.docker.plugins.module_utils._engine import (
-    api_error,
+from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._transport import (
     connect,
     engine_argument_spec,
     guard_secrets,
-    is_api_error,
 )
-from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils import _storage
 
 
@@ -399,13 +397,12 @@ class StorageInfo:
             return _storage.parse_docker_info(self.params["docker_info"]), "docker_info"
         client = connect(self.params)
         try:
-            answer = client.info()
-        except Exception as exc:  # noqa: BLE001 - engine errors become operator messages
-            if is_api_error(exc):
-                raise api_error(exc, "reading the daemon's info") from exc
-            raise JanitorError(f"reading the daemon's info failed: {exc}") from exc
+            answer = client.info()  # engine failures come as JanitorError with an operator message
         finally:
             client.close()
+        if not isinstance(answer, dict):
+            raise JanitorError(f"reading the daemon's info: the Docker daemon at {client.host} answered "
+                               f"{type(answer).__name__}, not a JSON object")
         return _storage.info_from_dict(answer), "daemon"
 
     def run(self):

@@ -31,6 +31,21 @@ class ModuleResult(dict):
     def failed(self) -> bool:
         return bool(self.get("failed"))
 
+    @property
+    def warning_texts(self) -> list[str]:
+        return warning_texts(self)
+
+
+def warning_texts(result: dict) -> list[str]:
+    """A result's warnings as text. Only a module run in its own process returns them: in this process (pytest
+    imports Ansible's controller side) ``module.warn`` goes to the controller's display instead."""
+    texts = []
+    for warning in result.get("warnings") or ():
+        if isinstance(warning, dict):
+            warning = (warning.get("event") or {}).get("msg") or warning.get("msg") or str(warning)
+        texts.append(warning)
+    return texts
+
 
 def run_module(name: str, args: dict, check_mode: bool = False, diff: bool = False) -> ModuleResult:
     """Run ``janitor.docker.<name>`` in-process with ``args``; returns its result (fail_json included)."""

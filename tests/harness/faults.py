@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from tests.harness.ansible_runner import REPO_ROOT
@@ -194,3 +195,208 @@ def run_python_as(user: str, code: str, timeout: float = 60) -> subprocess.Compl
     return subprocess.run(["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", "--", sys.executable,
                            "-c", code], capture_output=True, text=True, timeout=timeout, env=env, cwd="/",
                           check=False)
+
+
+class FakeEngine:
+    """A fake Docker daemon on a unix socket, with the faults a proxy or a broken daemon may show, and a log.
+
+    Built on the standard library's ``http.server`` (which reads the requests); the answers are written as raw
+    bytes so that a test can send exactly the misbehaviour it wants to check. The engine model is small and exact
+    for what it holds: images with tags (no parents, no containers, the classic store): ``DELETE`` of a tag untags
+    it and deletes the image with its last tag (answering ``Untagged``, ``Deleted`` image, ``Deleted`` layer);
+    ``DELETE`` of an ID deletes the image unless several repositories reference it (409).
+
+    ``log`` lists every request the fake carried out, as ``(method, path, status)``, and ``untagged``/``deleted``
+    what it really did. ``connections`` counts the connections accepted, ``served`` the answers on each.
+
+    Faults (attributes, change them at any time):
+
+    * ``interim``: interim answers (``100 Continue``, ``102 Processing``...) sent before every answer;
+    * ``stray``: ``b"..."`` written after each answer's body, ``stray_delay`` seconds later (0: in the same write);
+    * ``close_after``: close each connection silently (no ``Connection: close``) right after its N-th answer;
+    * ``connection_header``: a ``Connection`` header to send (``"keep-alive, close"`` closes after the answer);
+    * ``stall``: requests whose path contains this string are read and never answered;
+    * ``not_json``: requests whose path contains this string get a 200 answer that is not JSON;
+    * ``refuse``: ``{reference or ID: (status, message)}`` answered to a ``DELETE`` of it, nothing done.
+    """
+
+    API_VERSION = "1.41"
+
+    def __init__(self, path: Path, images: dict):
+        import http.server
+        import socketserver
+
+        self.images = {image_id: list(tags) for image_id, tags in images.items()}
+        self.layers = {image_id: "sha256:" + image_id[7:][::-1] for image_id in images}
+        self.log: list[tuple[str, str, int]] = []
+        self.untagged: list[str] = []
+        self.deleted: list[str] = []
+        self.lock = threading.Lock()
+        self.closing = threading.Event()
+        self.connections = 0
+        self.served: list[int] = []
+        self.interim: list[str] = []
+        self.stray = b""
+        self.stray_delay = 0.0
+        self.close_after = 0
+        self.connection_header = ""
+        self.stall = ""
+        self.not_json = ""
+        self.refuse: dict = {}
+        self.path = Path(path)
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                super().setup()
+                with fake.lock:
+                    self.number = fake.connections
+                    fake.connections += 1
+                    fake.served.append(0)
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                self._answer("GET")
+
+            def do_DELETE(self):
+                self._answer("DELETE")
+
+            def _answer(self, method):
+                if fake.stall and fake.stall in self.path:
+                    fake.closing.wait()
+                    self.close_connection = True
+                    return
+                status, body = fake.handle(method, self.path)
+                if fake.not_json and fake.not_json in self.path:
+                    status, body = 200, b"<html><body>502 Bad Gateway</body></html>"
+                head = b"".join(f"HTTP/1.1 {code}\r\n\r\n".encode() for code in fake.interim)
+                reason = {200: "OK", 404: "Not Found", 409: "Conflict"}.get(status, "Error")
+                head += f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nApi-Version: " \
+                        f"{fake.API_VERSION}\r\nContent-Length: {len(body)}\r\n".encode()
+                if fake.connection_header:
+                    head += f"Connection: {fake.connection_header}\r\n".encode()
+                data = head + b"\r\n" + body
+                if fake.stray and not fake.stray_delay:
+                    data += fake.stray
+                with fake.lock:
+                    fake.served[self.number] += 1
+                    served = fake.served[self.number]
+                self.wfile.write(data)
+                if fake.stray and fake.stray_delay:
+                    time.sleep(fake.stray_delay)
+                    self.wfile.write(fake.stray)
+                if "close" in fake.connection_header.lower() or (fake.close_after and served >= fake.close_after):
+                    self.close_connection = True
+
+        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            daemon_threads = True
+
+            def shutdown_request(self, request):
+                request.close()  # a silent close: no shutdown(SHUT_WR) first, whatever the client sent stays unread
+
+        self.server = Server(str(self.path), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.path}"
+
+    def _find(self, name):
+        if name.startswith("sha256:") and name in self.images:
+            return name
+        for image_id, tags in self.images.items():
+            if name in tags or (":" not in name.split("/")[-1] and f"{name}:latest" in tags):
+                return image_id
+        for image_id in self.images:
+            if len(name) >= 4 and image_id[7:].startswith(name):
+                return image_id
+        return None
+
+    def _record(self, image_id):
+        return {"Id": image_id, "ParentId": "", "RepoTags": list(self.images[image_id]), "RepoDigests": [],
+                "Created": 1700000000, "Size": 1000, "Labels": None}
+
+    def handle(self, method, raw_path):
+        """``(status, body)`` for one request, carrying it out on the model; logged."""
+        from urllib.parse import unquote, urlsplit
+
+        split = urlsplit(raw_path)
+        path = split.path
+        if path.startswith("/v") and path.count("/") >= 2:
+            path = "/" + path.split("/", 2)[2]
+        with self.lock:
+            status, value = self._handle(method, path, split.query)
+            self.log.append((method, unquote(raw_path), status))
+        return status, json.dumps(value).encode() + b"\n"
+
+    def _handle(self, method, path, query):
+        from urllib.parse import unquote
+
+        if method == "GET" and path == "/version":
+            return 200, {"ApiVersion": self.API_VERSION, "Version": "20.10.24", "MinAPIVersion": "1.12"}
+        if method == "GET" and path == "/_ping":
+            return 200, "OK"
+        if method == "GET" and path == "/info":
+            return 200, {"ServerVersion": "20.10.24", "Driver": "overlay2", "DriverStatus": []}
+        if method == "GET" and path == "/images/json":
+            return 200, [self._record(image_id) for image_id in self.images]
+        if method == "GET" and path == "/containers/json":
+            return 200, []
+        if path.startswith("/images/"):
+            name = unquote(path[len("/images/"):])
+            if method == "GET" and name.endswith("/json"):
+                image_id = self._find(name[:-len("/json")])
+                if image_id is None:
+                    return 404, {"message": f"No such image: {name[:-len('/json')]}"}
+                return 200, dict(self._record(image_id), RootFS={"Type": "layers", "Layers": [self.layers[image_id]]})
+            if method == "DELETE":
+                if name in self.refuse:
+                    status, message = self.refuse[name]
+                    return status, {"message": message}
+                image_id = self._find(name)
+                if image_id is None:
+                    return 404, {"message": f"No such image: {name}"}
+                tags = self.images[image_id]
+                answer = []
+                if name != image_id and name in tags:
+                    tags.remove(name)
+                    self.untagged.append(name)
+                    answer.append({"Untagged": name})
+                    if tags:
+                        return 200, answer
+                elif len({tag.rsplit(":", 1)[0] for tag in tags}) > 1:
+                    return 409, {"message": f"conflict: unable to delete {image_id[7:19]} (must be forced) - image "
+                                            f"is referenced in multiple repositories"}
+                else:
+                    for tag in tags:
+                        self.untagged.append(tag)
+                        answer.append({"Untagged": tag})
+                del self.images[image_id]
+                self.deleted.append(image_id)
+                answer += [{"Deleted": image_id}, {"Deleted": self.layers[image_id]}]
+                return 200, answer
+        return 404, {"message": "page not found"}
+
+    def deletes(self) -> list[str]:
+        """The DELETE requests the fake carried out (a request carried out twice shows twice)."""
+        return [path for method, path, _status in self.log if method == "DELETE"]
+
+    def close(self) -> None:
+        self.closing.set()
+        self.server.shutdown()
+        self.server.server_close()
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -8,30 +8,32 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.janitor.docker.plugins.module_utils import _engine, _errors
+from ansible_collections.janitor.docker.plugins.module_utils import _errors, _transport
 
 
 def test_connect_reaches_engine(engine):
-    client = _engine.connect({"docker_host": engine.url, "api_version": "auto", "timeout": 30})
+    client = _transport.connect({"docker_host": engine.url, "api_version": "auto", "timeout": 30})
     try:
         version = client.version()
         assert version["Version"] == engine.version["Version"]
-        assert client.ping() is True
+        assert client.api_version == version["ApiVersion"]
+        assert client.info()["ServerVersion"] == engine.version["Version"]
     finally:
         client.close()
 
 
 def test_fixed_api_version_is_used(engine):
-    client = _engine.connect({"docker_host": engine.url, "api_version": "1.41", "timeout": 30})
+    client = _transport.connect({"docker_host": engine.url, "api_version": "1.41", "timeout": 30})
     try:
         assert client.api_version == "1.41"
+        assert isinstance(client.images(all=True), list)
     finally:
         client.close()
 
 
 def test_api_version_older_than_supported_is_refused(engine):
     with pytest.raises(_errors.JanitorError) as info:
-        _engine.connect({"docker_host": engine.url, "api_version": "1.30", "timeout": 30})
+        _transport.connect({"docker_host": engine.url, "api_version": "1.30", "timeout": 30})
     assert "1.30" in info.value.message and "1.41" in info.value.message
 
 
@@ -39,7 +41,7 @@ def test_missing_socket_names_the_host():
     with tempfile.TemporaryDirectory(prefix="jd-") as tmp:
         url = f"unix://{tmp}/nothing.sock"
         with pytest.raises(_errors.EngineUnreachableError) as info:
-            _engine.connect({"docker_host": url, "timeout": 5})
+            _transport.connect({"docker_host": url, "timeout": 5})
     assert url in info.value.message
 
 
@@ -51,7 +53,7 @@ def test_socket_that_does_not_answer_times_out():
         server.listen(1)
         try:
             with pytest.raises(_errors.EngineUnreachableError) as info:
-                _engine.connect({"docker_host": f"unix://{path}", "timeout": 1})
+                _transport.connect({"docker_host": f"unix://{path}", "timeout": 1})
         finally:
             server.close()
     assert "did not answer in time" in info.value.message

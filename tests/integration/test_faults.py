@@ -9,10 +9,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import docker
 import pytest
 
-from ansible_collections.janitor.docker.plugins.module_utils import _engine, _errors
+from ansible_collections.janitor.docker.plugins.module_utils import _errors, _transport
 from tests.harness.ansible_runner import run_module
 from tests.harness.engines import Engine, engine_spec
 from tests.harness.faults import FakeDaemon, SilentDaemon, StallingProxy, run_module_process
@@ -25,7 +24,7 @@ NOBODY = "65534"
 
 def _refused(params, *fragments, kind=_errors.JanitorError, names_host=True):
     with pytest.raises(kind) as info:
-        _engine.connect(params).close()
+        _transport.connect(params).close()
     message = info.value.message
     assert params["docker_host"] in message or not names_host, message
     for fragment in fragments:
@@ -92,12 +91,14 @@ def test_daemon_that_stops_answering_after_connecting(engine):
     """The connection succeeds, then the daemon goes silent: the next request times out with a clear error."""
     with tempfile.TemporaryDirectory(prefix="jd-") as tmp:
         with StallingProxy(Path(tmp) / "proxy.sock", engine.sock) as proxy:
-            client = _engine.connect({"docker_host": proxy.url, "timeout": 1})
+            client = _transport.connect({"docker_host": proxy.url, "timeout": 1})
             try:
                 proxy.stall()
-                with pytest.raises(Exception) as info:
+                started = time.monotonic()
+                with pytest.raises(_errors.EngineUnreachableError) as info:
                     client.images(all=True)
-                assert _engine.is_connection_error(info.value)
+                assert info.value.timed_out and "did not answer in time" in info.value.message
+                assert proxy.url in info.value.message and time.monotonic() - started < 2.5
             finally:
                 client.close()
 
@@ -106,7 +107,7 @@ def test_daemon_that_stops_answering_after_connecting(engine):
 def _fail_after_first_removal(monkeypatch, fault):
     """Call ``fault()`` right after the first image removal the engine confirmed; returns the confirmed calls.
 
-    Hooks both ways a removal can be sent: the unix-socket pool of ``_engine.bulk_calls`` and the SDK client.
+    Hooks both ways a removal can be sent: the unix-socket connections of ``_transport.bulk_calls`` and the SDK.
     """
     done = []
 
@@ -119,8 +120,8 @@ def _fail_after_first_removal(monkeypatch, fault):
             return answer
         return remove_image
 
-    monkeypatch.setattr(docker.APIClient, "remove_image", hook(docker.APIClient.remove_image))
-    monkeypatch.setattr(_engine._UnixCalls, "remove_image", hook(_engine._UnixCalls.remove_image))
+    monkeypatch.setattr(_transport._SDKCalls, "remove_image", hook(_transport._SDKCalls.remove_image))
+    monkeypatch.setattr(_transport._UnixCalls, "remove_image", hook(_transport._UnixCalls.remove_image))
     return done
 
 

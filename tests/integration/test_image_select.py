@@ -15,14 +15,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ansible_collections.janitor.docker.plugins.module_utils import _engine, _planner, _selection, _snapshot
+from ansible_collections.janitor.docker.plugins.module_utils import _planner, _selection, _snapshot, _transport
 from tests.harness.images import BUSYBOX, ImageSpec
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
 def snapshot_of(engine):
-    client = _engine.connect({"docker_host": engine.url, "timeout": 60})
+    client = _transport.connect({"docker_host": engine.url, "timeout": 60})
     try:
         return _snapshot.read(client)
     finally:

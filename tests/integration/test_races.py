@@ -280,3 +280,41 @@ def test_two_runs_at_once(clean_engine, images, tmp_path, same_snapshot=True):
     assert after["containers"] == before["containers"]
     assert keep in after["images"] and used in after["images"]
     assert child not in after["images"] and base not in after["images"]
+
+
+# -- a tag moves right before its DELETE ---------------------------------------------------------------------------
+def test_tag_moved_to_another_image_right_before_its_delete(clean_engine, images, monkeypatch):
+    """Another client moves the tag we remove to a new image right before our DELETE of it, so the engine untags it
+    there and deletes the new image. What remains possible (no engine API deletes a tag only if it still names a
+    given image) is reported exactly: the deleted image under ``deleted`` (not ``deleted_layers``), with a warning
+    naming the image and the reference; the image the tag named before stays."""
+    from ansible.module_utils.basic import AnsibleModule
+
+    from ansible_collections.janitor.docker.plugins.module_utils import _transport
+
+    engine = clean_engine
+    old, new = images.load([ImageSpec(["race-moved:1"], "race-moved-old"),
+                            ImageSpec(["race-moved-new:1"], "race-moved-new")])
+    original = _transport._UnixCalls.remove_image
+    moved = []
+
+    def remove_image(self, image, *args, **kwargs):
+        if image == "race-moved:1" and not moved:
+            moved.append(image)
+            images.tag(new, "race-moved:1")
+            engine.cli("rmi", "race-moved-new:1")  # only untags: the new image keeps race-moved:1
+        return original(self, image, *args, **kwargs)
+
+    warnings = []
+    monkeypatch.setattr(_transport._UnixCalls, "remove_image", remove_image)
+    monkeypatch.setattr(AnsibleModule, "warn", lambda self, text, **kwargs: warnings.append(text))
+
+    result = _remove(engine, ["race-moved:1"])
+
+    assert moved and not result.failed, result
+    assert result["untagged"] == ["race-moved:1"], result
+    assert result["deleted"] == [new], result
+    assert new not in result["deleted_layers"] and old not in result["deleted_layers"], result
+    assert any(new in text and "race-moved:1" in text and "another client" in text for text in warnings), warnings
+    after = engine.state()["images"]
+    assert new not in after and old in after and after[old] == [], after

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.janitor.docker.plugins.module_utils import _engine, _errors
+from ansible_collections.janitor.docker.plugins.module_utils import _errors, _transport
 from tests.harness.ansible_runner import run_module, run_playbook
 from tests.harness.engines import EngineUnavailable, selected_kinds
 from tests.harness.pki import make_pki, tls_engine
@@ -45,7 +45,7 @@ def _verified(pki, host, **extra):
 
 
 def _connect(params):
-    client = _engine.connect(params)
+    client = _transport.connect(params)
     try:
         return client.version()["ApiVersion"], client.api_version
     finally:
@@ -137,14 +137,14 @@ def test_docker_environment_variables(pki, tls_daemon, monkeypatch):
     monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
     monkeypatch.setenv("DOCKER_CERT_PATH", str(pki.cert_dir))
     monkeypatch.setenv("DOCKER_TLS_HOSTNAME", "janitor-daemon.test")
-    result = ArgumentSpecValidator(_engine.engine_argument_spec()).validate({})
+    result = ArgumentSpecValidator(_transport.engine_argument_spec()).validate({})
     assert not [str(e) for e in result.errors]
     params = result.validated_parameters
     assert params["validate_certs"] is True and params["tls_hostname"] == "janitor-daemon.test"
     assert _connect(params)[0] == engine.version["ApiVersion"]
     # without the hostname, the address is not in the certificate
     monkeypatch.delenv("DOCKER_TLS_HOSTNAME")
-    params = ArgumentSpecValidator(_engine.engine_argument_spec()).validate({}).validated_parameters
+    params = ArgumentSpecValidator(_transport.engine_argument_spec()).validate({}).validated_parameters
     _refused(pki, params, "TLS")
 
 
@@ -153,7 +153,7 @@ def test_key_content_given_as_path_is_never_echoed(pki, tmp_path):
     params = {"docker_host": "tcp://127.0.0.1:1", "validate_certs": True, "ca_path": str(pki.ca),
               "client_cert": str(pki.client_cert), "client_key": pki.client_key.read_text(), "timeout": 5}
     with pytest.raises(_errors.JanitorError) as info:
-        _engine.connect(params)
+        _transport.connect(params)
     message = info.value.message
     assert "client_key" in message
     for secret in pki.secrets():

@@ -6,9 +6,7 @@ import hashlib
 import threading
 import time
 
-import docker.errors
 import pytest
-import requests
 
 from ansible_collections.janitor.docker.plugins.module_utils import _errors, _executor, _planner, _references, _result
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import ContainerRecord, ImageRecord, Snapshot
@@ -18,16 +16,16 @@ def iid(n):
     return "sha256:" + hashlib.sha256(f"image {n}".encode()).hexdigest()
 
 
-def api_error(status, message):
-    response = requests.Response()
-    response.status_code = status
-    return docker.errors.APIError(message, response=response, explanation=message)
+def api_error(status, message, target="img"):
+    """The error the transport raises for an error answer to ``DELETE /images/<target>``."""
+    return _errors.EngineAPIError(f"removing image {target}: {message}", status=status, explanation=message)
 
 
 class FakeEngine:
     """Answers what the plan predicts, unless told otherwise for a target; records the calls."""
 
-    def __init__(self, plan, overrides=None, delay=0.0):
+    def __init__(self, plan, overrides=None, delay=0.0, listing=None):
+        self.listing = listing  # what images(all=True) lists
         self.predicted = {step.target: step for step in plan.steps}
         self.overrides = overrides or {}
         self.calls = []
@@ -65,6 +63,9 @@ class FakeEngine:
 
     def containers(self, all=False):
         return [{"Id": "c" * 64, "ImageID": iid(2)}]
+
+    def images(self, all=False):
+        return self.listing
 
 
 def make_plan(snapshot, values, **policy):
@@ -115,7 +116,7 @@ def test_conflict_is_reread_and_reported_as_skipped():
 
 def test_daemon_error_mid_run_fails_and_returns_what_was_done():
     plan = make_plan(SNAPSHOT, VALUES)
-    engine = FakeEngine(plan, overrides={"img3:1": api_error(500, "driver failed removing layer")})
+    engine = FakeEngine(plan, overrides={"img3:1": api_error(500, "driver failed removing layer", "img3:1")})
     with pytest.raises(_errors.ExecutionError) as info:
         _executor.apply(engine, plan, parallel=1)
     message = info.value.message
@@ -128,11 +129,54 @@ def test_daemon_error_mid_run_fails_and_returns_what_was_done():
 
 def test_connection_lost_mid_run():
     plan = make_plan(SNAPSHOT, VALUES[:2])
-    engine = FakeEngine(plan, overrides={"img2:1": requests.exceptions.ConnectionError("socket closed")})
+    lost = _errors.EngineUnreachableError("removing image img2:1: lost the connection to the Docker daemon")
+    engine = FakeEngine(plan, overrides={"img2:1": lost})
     with pytest.raises(_errors.ExecutionError) as info:
         _executor.apply(engine, plan, parallel=1)
     assert "lost the connection" in info.value.message
     assert info.value.result["deleted"] == [iid(1)]
+
+
+def _listing(snapshot, without=()):
+    return [{"Id": image.id, "RepoTags": list(image.tags), "RepoDigests": list(image.digests)}
+            for image in snapshot.images if image.id not in without]
+
+
+def test_a_lost_answer_is_read_back_from_the_engine():
+    """The engine deleted img2 but its answer was lost: the result says so (from the engine's state) and warns."""
+    plan = make_plan(SNAPSHOT, VALUES[:3])
+    lost = _errors.AnswerLostError("removing image img2:1: the answer was lost")
+    engine = FakeEngine(plan, overrides={"img2:1": lost}, listing=_listing(SNAPSHOT, without={iid(1), iid(2)}))
+    warnings = []
+    result = _executor.apply(engine, plan, parallel=1, warn=warnings.append)
+    assert result == plan.result()
+    (warning,) = warnings
+    assert "img2:1" in warning and "read back" in warning and iid(2) in warning
+
+
+def test_a_lost_answer_of_a_request_not_carried_out_fails_with_the_exact_result():
+    plan = make_plan(SNAPSHOT, VALUES[:3])
+    lost = _errors.AnswerLostError("removing image img2:1: the answer was lost")
+    engine = FakeEngine(plan, overrides={"img2:1": lost}, listing=_listing(SNAPSHOT, without={iid(1)}))
+    with pytest.raises(_errors.ExecutionError) as info:
+        _executor.apply(engine, plan, parallel=1)
+    assert "not carried out" in info.value.message and "img2:1" in info.value.message
+    assert info.value.result["deleted"] == [iid(1)] and info.value.result["untagged"] == ["img1:1"]
+
+
+def test_a_tag_moved_to_another_image_reports_what_the_engine_deleted():
+    """Another client moved img1:1 to a new image just before our DELETE: the engine untagged it and deleted the
+    new image. That image is reported under deleted (not deleted_layers), with a warning naming it."""
+    plan = make_plan(SNAPSHOT, VALUES[:2])
+    new = "sha256:" + "7" * 64
+    layer = "sha256:" + "8" * 64
+    engine = FakeEngine(plan, overrides={"img1:1": [{"Untagged": "img1:1"}, {"Deleted": new}, {"Deleted": layer}]})
+    warnings = []
+    result = _executor.apply(engine, plan, parallel=1, warn=warnings.append)
+    assert result["deleted"] == sorted([new, iid(2)]) and result["deleted_layers"] == [layer]
+    assert result["untagged"] == ["img1:1", "img2:1"]
+    (warning,) = warnings
+    assert new in warning and "img1:1" in warning and iid(1) in warning
 
 
 def test_parallel_runs_groups_concurrently_and_keeps_dependent_steps_in_order():

@@ -1,4 +1,4 @@
-"""Connection errors and TLS settings of _engine that need no daemon."""
+"""Connection errors and TLS settings of _transport that need no daemon."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.janitor.docker.plugins.module_utils import _engine, _errors
+from ansible_collections.janitor.docker.plugins.module_utils import _errors, _transport
 
 HOST = "tcp://127.0.0.1:2376"
 TLS = {"validate_certs": True, "ca_path": "/etc/ca.pem", "client_cert": "/etc/cert.pem", "client_key": "/etc/key.pem"}
@@ -22,7 +22,7 @@ TLS = {"validate_certs": True, "ca_path": "/etc/ca.pem", "client_cert": "/etc/ce
     ("certificate verify failed: unable to get local issuer certificate", ["not signed by the CA", "/etc/ca.pem"]),
 ])
 def test_tls_failures_are_explained(text, fragments):
-    message = _engine._connection_error(HOST, RuntimeError(text), TLS).message
+    message = _transport._connection_error(HOST, RuntimeError(text), TLS).message
     assert HOST in message
     for fragment in fragments:
         assert fragment in message
@@ -38,7 +38,7 @@ def test_pem_text_in_a_path_option_is_not_repeated(option, tmp_path):
     params = dict(TLS, **files)
     params[option] = pem
     with pytest.raises(_errors.JanitorError) as info:
-        _engine._tls_config(params)
+        _transport._tls_config(params)
     assert option in info.value.message
     assert "MIGHAgEA" not in info.value.message and "PRIVATE KEY" not in info.value.message
 
@@ -46,7 +46,7 @@ def test_pem_text_in_a_path_option_is_not_repeated(option, tmp_path):
 @pytest.mark.parametrize("api_version", ["1.30", "1.40", "one", "1.41.2", "v1.41"])
 def test_bad_api_versions_are_refused_before_connecting(api_version):
     with pytest.raises(_errors.JanitorError, match="api_version"):
-        _engine.connect({"docker_host": "unix:///nonexistent.sock", "api_version": api_version})
+        _transport.connect({"docker_host": "unix:///nonexistent.sock", "api_version": api_version})
 
 
 def test_environment_ca_bundle_does_not_replace_ca_path(tmp_path, monkeypatch):
@@ -57,11 +57,11 @@ def test_environment_ca_bundle_does_not_replace_ca_path(tmp_path, monkeypatch):
     import docker
 
     client = docker.APIClient(base_url="https://127.0.0.1:1", version="1.41",
-                              tls=_engine._tls_config({"validate_certs": True, "ca_path": str(ca)}))
-    _engine._pin_tls_settings(client)
+                              tls=_transport._tls_config({"validate_certs": True, "ca_path": str(ca)}))
+    _transport._pin_tls_settings(client)
     settings = client.merge_environment_settings("https://127.0.0.1:1/version", {}, False, None, None)
     assert settings["verify"] == str(ca)
     unverified = docker.APIClient(base_url="https://127.0.0.1:1", version="1.41",
-                                  tls=_engine._tls_config({"tls": True}))
-    _engine._pin_tls_settings(unverified)
+                                  tls=_transport._tls_config({"tls": True}))
+    _transport._pin_tls_settings(unverified)
     assert unverified.merge_environment_settings("https://127.0.0.1:1/", {}, False, None, None)["verify"] is False

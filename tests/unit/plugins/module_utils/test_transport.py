@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.janitor.docker.plugins.module_utils import _engine, _errors
+from ansible_collections.janitor.docker.plugins.module_utils import _errors, _transport
 
 
 def test_argument_spec_matches_community_docker_names():
-    spec = _engine.engine_argument_spec(extra=dict(type="str"))
+    spec = _transport.engine_argument_spec(extra=dict(type="str"))
     assert set(spec) == {"docker_host", "tls_hostname", "api_version", "timeout", "ca_path", "client_cert",
                          "client_key", "tls", "validate_certs", "extra"}
     assert spec["docker_host"]["default"] == "unix:///var/run/docker.sock"
@@ -17,49 +17,49 @@ def test_argument_spec_matches_community_docker_names():
     assert spec["timeout"]["default"] == 60
     # a copy: changing it must not change the shared spec
     spec["docker_host"]["default"] = "x"
-    assert _engine.ENGINE_ARGUMENT_SPEC["docker_host"]["default"] == "unix:///var/run/docker.sock"
+    assert _transport.ENGINE_ARGUMENT_SPEC["docker_host"]["default"] == "unix:///var/run/docker.sock"
 
 
 def test_no_tls_by_default():
-    assert _engine._tls_config({}) is None
+    assert _transport._tls_config({}) is None
 
 
 def test_verify_without_ca_is_refused(monkeypatch):
     monkeypatch.delenv("DOCKER_CERT_PATH", raising=False)
     with pytest.raises(_errors.JanitorError, match="ca_path"):
-        _engine._tls_config({"validate_certs": True})
+        _transport._tls_config({"validate_certs": True})
 
 
 def test_missing_cert_file_is_named(tmp_path):
     missing = tmp_path / "nope.pem"
     with pytest.raises(_errors.JanitorError, match=str(missing)):
-        _engine._tls_config({"tls": True, "ca_path": str(missing)})
+        _transport._tls_config({"tls": True, "ca_path": str(missing)})
 
 
 def test_cert_without_key_is_refused(tmp_path):
     cert = tmp_path / "cert.pem"
     cert.write_text("x")
     with pytest.raises(_errors.JanitorError, match="client_key"):
-        _engine._tls_config({"tls": True, "client_cert": str(cert)})
+        _transport._tls_config({"tls": True, "client_cert": str(cert)})
 
 
 def test_cert_path_env_supplies_files(tmp_path, monkeypatch):
     for name in ("ca.pem", "cert.pem", "key.pem"):
         (tmp_path / name).write_text("x")
     monkeypatch.setenv("DOCKER_CERT_PATH", str(tmp_path))
-    config = _engine._tls_config({"validate_certs": True})
+    config = _transport._tls_config({"validate_certs": True})
     assert config.ca_cert == str(tmp_path / "ca.pem")
     assert config.cert == (str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
 
 
 def test_tcp_becomes_https_with_tls():
-    assert _engine._base_url({"docker_host": "tcp://h:2376", "tls": True}) == "https://h:2376"
-    assert _engine._base_url({"docker_host": "tcp://h:2375"}) == "tcp://h:2375"
+    assert _transport._base_url({"docker_host": "tcp://h:2376", "tls": True}) == "https://h:2376"
+    assert _transport._base_url({"docker_host": "tcp://h:2375"}) == "tcp://h:2375"
 
 
 @pytest.mark.parametrize("text, expected", [("1.41", (1, 41)), ("1.9", (1, 9)), ("x", (0,))])
 def test_version_tuple(text, expected):
-    assert _engine._version_tuple(text) == expected
+    assert _transport._version_tuple(text) == expected
 
 
 @pytest.mark.parametrize("message, fragment", [
@@ -69,5 +69,5 @@ def test_version_tuple(text, expected):
     ("SSL: CERTIFICATE_VERIFY_FAILED", "TLS handshake"),
 ])
 def test_connection_errors_are_explained(message, fragment):
-    error = _engine._connection_error("unix:///x.sock", RuntimeError(message))
+    error = _transport._connection_error("unix:///x.sock", RuntimeError(message))
     assert fragment in error.message and "unix:///x.sock" in error.message
