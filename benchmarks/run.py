@@ -1,10 +1,11 @@
 """`make bench`: time removing the same image sets with janitor.docker, the docker CLI and community.docker.
 
-See benchmarks/README.md for what each row means. In short, for each N (default 200 and 1000) one private engine
-gets the same image set (restored from a saved data-root before every destructive run), and the rows are timed
-in rounds, so every round sees the machine in about the same state; each row reports its best round. Then the
-planner alone is timed on a synthetic snapshot. The results go to benchmarks/results/latest.json and a Markdown
-table is printed.
+See benchmarks/README.md for what each row means. In short, for each engine kind (default: the legacy engine and
+the containerd image store) and each N (default 200, 300 and 1000) one private engine gets the same image set
+(restored from a saved data-root before every destructive run), and the rows are timed in rounds, so every round
+sees the machine in about the same state; each row reports its best round. Then the
+planner alone is timed on a synthetic snapshot. The results go to benchmarks/results/latest.json (legacy) and
+latest-<kind>.json (other kinds), and a Markdown table is printed for each.
 
 ``--smoke`` (CI): N=20, one round, no community.docker rows, a small planner snapshot, output to
 .cache/bench-smoke.json unless --output is given. It checks the benchmark works, not how fast anything is.
@@ -204,6 +205,25 @@ class Runner:
             summary["error"] = (proc.stdout[-1500:] + proc.stderr[-1500:]).strip()
         return summary
 
+    def engine_listing(self) -> dict:
+        """The engine's own listing time: ``docker image ls -a`` and ``docker ps -a`` through the CLI, what any
+        tool must at least ask before it can choose what to remove."""
+        env = self.engine.env()
+        cpu_before = _children_cpu()
+        started = time.perf_counter()
+        images = subprocess.run(["docker", "-H", self.engine.url, "image", "ls", "-a"], capture_output=True,
+                                text=True, env=env, check=False)
+        containers = subprocess.run(["docker", "-H", self.engine.url, "ps", "-a"], capture_output=True, text=True,
+                                    env=env, check=False)
+        seconds = time.perf_counter() - started
+        out = {"seconds": seconds, "rc": images.returncode or containers.returncode,
+               "cpu_seconds": _children_cpu() - cpu_before,
+               "result": {"images": max(0, len(images.stdout.splitlines()) - 1),
+                          "containers": max(0, len(containers.stdout.splitlines()) - 1)}}
+        if out["rc"]:
+            out["error"] = (images.stderr + containers.stderr)[-1500:]
+        return out
+
     def docker_rmi(self, image_set: imageset.ImageSet) -> dict:
         env = self.engine.env()
         cpu_before = _children_cpu()
@@ -295,6 +315,7 @@ def measure_size(runner: Runner, n: int, args) -> dict:
         record(rows, "echo_check", runner.playbook(paths["echo_check"], check=True))
         record(rows, "janitor_filter_check", runner.playbook(paths["janitor_filter"], check=True))
         record(rows, "noop", runner.playbook(paths["noop"]))
+        record(rows, "engine_listing", runner.engine_listing())
         if runner.community_playbook:
             record(rows, "noop_community", runner.playbook(paths["noop"], community=True))
         if args.smoke:
@@ -377,7 +398,8 @@ def profile(be: imageset.BenchEngine, image_set: imageset.ImageSet, out_path: Pa
 
     mod = importlib.import_module("ansible_collections.janitor.docker.plugins.modules.image_remove")
     utils = {name: importlib.import_module(f"ansible_collections.janitor.docker.plugins.module_utils.{name}")
-             for name in ("_snapshot", "_references", "_selection", "_planner", "_result", "_executor")}
+             for name in ("_snapshot", "_references", "_selection", "_planner", "_result", "_executor",
+                          "_transport")}
     phases: dict = {}
     originals = []
 
@@ -398,6 +420,9 @@ def profile(be: imageset.BenchEngine, image_set: imageset.ImageSet, out_path: Pa
     for module_name, func in PHASES:
         wrap(utils[module_name], func, f"{module_name}.{func}")
     wrap(utils["_transport"].LayerReader, "layers", "_transport.LayerReader.layers (waiting for the layer inspects)")
+    for method, request in (("start", "GET /version"), ("info", "GET /info"), ("images", "GET /images/json?all=1"),
+                            ("containers", "GET /containers/json?all=1")):
+        wrap(utils["_transport"]._UnixEngine, method, f"engine answer to {request}")  # pylint: disable=protected-access
     args = {"images": image_set.references, "containers": "remove"}
     out = {}
     report_text = io.StringIO()
@@ -446,8 +471,10 @@ def profile(be: imageset.BenchEngine, image_set: imageset.ImageSet, out_path: Pa
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--smoke", action="store_true", help="small and quick: checks the benchmark still works")
-    parser.add_argument("--sizes", default=None, help="comma-separated N (default 200,1000; smoke: 20)")
-    parser.add_argument("--engine", default="legacy", help="engine kind: legacy, classic or containerd")
+    parser.add_argument("--sizes", default=None, help="comma-separated N (default 200,300,1000; smoke: 20)")
+    parser.add_argument("--engine", default=None,
+                        help="comma-separated engine kinds: legacy, classic, containerd (default legacy,containerd; "
+                             "smoke: legacy); one results file each")
     parser.add_argument("--repeat", type=int, default=None, help="rounds per row (default 3; smoke: 1)")
     parser.add_argument("--no-community", action="store_true", help="skip the community.docker rows")
     parser.add_argument("--community-loop-max", type=int, default=200,
@@ -461,7 +488,9 @@ def parse_args(argv=None):
     parser.add_argument("--commit", default=None,
                         help="measure this commit (exported to .cache/bench-src) instead of the working tree")
     args = parser.parse_args(argv)
-    sizes = args.sizes or ("20" if args.smoke else "200,1000")
+    sizes = args.sizes or ("20" if args.smoke else "200,300,1000")
+    args.engines = [kind.strip() for kind in (args.engine or ("legacy" if args.smoke else "legacy,containerd"))
+                    .split(",") if kind.strip()]
     args.sizes = [int(x) for x in sizes.split(",") if x.strip()]
     args.repeat = args.repeat or (1 if args.smoke else 3)
     args.no_community = args.no_community or args.smoke
@@ -472,21 +501,35 @@ def parse_args(argv=None):
     return args
 
 
+def output_for(args, kind: str) -> Path:
+    """The results path of one engine kind: --output (or the default) for the first kind, ``<stem>-<kind>.json``
+    beside it for the others."""
+    if kind == args.engines[0]:
+        return args.output
+    return args.output.with_name(f"{args.output.stem}-{kind}{args.output.suffix}")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     source = use_collection(args.commit)
     community_playbook = None if args.no_community else ensure_bench_venv()
+    for kind in args.engines:
+        measure_engine(args, kind, output_for(args, kind), source, community_playbook)
+    return 0
+
+
+def measure_engine(args, kind: str, output: Path, source, community_playbook) -> None:
     results = {
         "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "smoke": args.smoke, "repeat": args.repeat, "machine": machine(), "janitor_docker": source,
         "community": community_version(community_playbook) if community_playbook else None,
         "sizes": {},
     }
-    be = imageset.BenchEngine(args.engine, on_disk=args.on_disk)
+    be = imageset.BenchEngine(kind, on_disk=args.on_disk)
     sizes = {}
     try:
         engine = be.start()
-        results["engine"] = {"kind": args.engine, "describe": engine.describe().rsplit(" at ", 1)[0],
+        results["engine"] = {"kind": kind, "describe": engine.describe().rsplit(" at ", 1)[0],
                              "data_root": "tmpfs (/dev/shm)" if be.tmpfs else "disk (/tmp)"}
         log(results["engine"]["describe"])
         with tempfile.TemporaryDirectory(prefix="jd-bench-") as tmp:
@@ -497,7 +540,7 @@ def main(argv=None) -> int:
             if not args.no_profile:
                 n = max(sizes)
                 log(f"N={n}: profiling the module in-process")
-                profile_path = args.output.with_name(args.output.stem + "-profile.txt")
+                profile_path = output.with_name(output.stem + "-profile.txt")
                 sizes[n]["profile"] = profile(be, sizes[n]["image_set"], profile_path)
     finally:
         be.close()
@@ -511,13 +554,12 @@ def main(argv=None) -> int:
     results["finished"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["targets"] = [{"target": t, "measured": m, "met": ok} for t, m, ok in report.targets(results)]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.output.with_suffix(".json.tmp")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = output.with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    tmp_out.replace(args.output)
+    tmp_out.replace(output)
     print(report.markdown(results))
-    log(f"results written to {args.output}")
-    return 0
+    log(f"results written to {output}")
 
 
 if __name__ == "__main__":

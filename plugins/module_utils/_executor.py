@@ -10,6 +10,8 @@ groups run concurrently on a bounded thread pool. The result is built from the e
 
 * 404 (the image or container is already gone): nothing is reported as ours, the run goes on;
 * 409 (someone changed the image since the snapshot): the image is re-read and reported under ``skipped_images``;
+* an answer lost or unreadable after the request reached the engine: the request is not sent again; what it did
+  is read back from the engine's state (``_read_back``) and reported with a warning;
 * any other error: no new step starts, the task fails, and the result still lists what was done.
 """
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.janitor.docker.plugins.module_utils import _planner, _result
+from ansible_collections.janitor.docker.plugins.module_utils import _planner, _references, _result
 from ansible_collections.janitor.docker.plugins.module_utils._errors import (
     AnswerLostError,
     EngineAPIError,
@@ -41,6 +43,15 @@ def _reason(message):
         if needle in lowered:
             return reason
     return "conflict"
+
+
+def _familiar(reference):
+    """The familiar form of a reference (``docker.io/library/a:1`` -> ``a:1``); as it is when it is none
+    (``<none>:<none>`` in a listing)."""
+    try:
+        return _references.familiar(reference)
+    except JanitorError:
+        return reference
 
 
 def _action(step):
@@ -95,16 +106,18 @@ class _Run:
     def _holder(self, reference):
         """The image that held ``reference`` in the snapshot."""
         if self._holders is None:
-            self._holders = {ref: image.id for image in self.plan.snapshot.images for ref in image.references}
-        return self._holders.get(reference)
+            self._holders = {_familiar(ref): image.id for image in self.plan.snapshot.images
+                             for ref in image.references}
+        return self._holders.get(_familiar(reference))
 
     def _read_back(self, step, lost):
         """The step's outcome read from the engine's state, after its answer was lost or unreadable.
 
         Only what the plan predicted for the step is looked for: a predicted untag happened if the reference no
         longer names the image that held it, a predicted deletion if the image is no longer listed. Released layers
-        cannot be read back and are not reported. Raises ``ExecutionError``-worthy ``JanitorError`` when the state
-        cannot be read, or shows that the request was not carried out.
+        cannot be read back and are not reported. Raises ``JanitorError`` (which ends the run) when the state cannot
+        be read, or shows that the request was not carried out. References are compared in their familiar form:
+        the engine's answers and its listing may spell them differently.
         """
         try:
             if step.action == "remove_container":
@@ -116,9 +129,9 @@ class _Run:
                 for image in self.engine.images(all=True) or ():
                     listed.add(image.get("Id"))
                     for ref in list(image.get("RepoTags") or ()) + list(image.get("RepoDigests") or ()):
-                        now[ref] = image.get("Id")
+                        now[_familiar(ref)] = image.get("Id")
                 untagged = [ref for ref in step.untagged
-                            if now.get(ref) != (self._holder(ref) or step.image_id)]
+                            if now.get(_familiar(ref)) != (self._holder(ref) or step.image_id)]
                 deleted = [value for value in step.deleted if value in self.plan.image_ids and value not in listed]
                 answer = _result.Answer(step, untagged=untagged, deleted=deleted)
                 done = bool(untagged or deleted)

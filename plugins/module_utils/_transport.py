@@ -204,8 +204,6 @@ def _status_of(exc):
     return getattr(getattr(exc, "response", None), "status_code", None)
 
 
-
-
 def connect(params):
     """A connected ``Engine`` for the module parameters (the connection options).
 
@@ -377,19 +375,18 @@ class _Connections:
         self._lock = threading.Lock()
 
     def take(self, fresh=False):
-        """``(connection, reused)``: an idle connection the daemon has not closed meanwhile, else (and always when
-        ``fresh``) a new one."""
+        """An idle connection the daemon has not closed meanwhile, else (and always when ``fresh``) a new one."""
         while True:
             with self._lock:
                 connection = self._idle.pop() if self._idle and not fresh else None
             if connection is None:
                 connection = _UnixConnection(self.socket_path, self.timeout)
                 connection.connect()
-                return connection, False
+                return connection
             # an idle keep-alive connection has nothing to read: if it has, the daemon closed it, or sent bytes
             # after its last answer that belong to no request; either way it is not used again
             if connection.sock is not None and not select.select([connection.sock], [], [], 0)[0]:
-                return connection, True
+                return connection
             connection.close()
 
     def give_back(self, connection):
@@ -457,14 +454,14 @@ class _UnixEngine:
         url = self.prefix + path
         for attempt in (1, 2):
             try:
-                connection, reused = connections.take(fresh=attempt > 1)
+                connection = connections.take(fresh=attempt > 1)
             except _TIMEOUTS as exc:
                 raise self._timed_out(action, exc) from exc
             except OSError as exc:
                 raise EngineUnreachableError(f"{action}: cannot reach the Docker daemon at {self.host}: {exc}") \
                     from exc
             try:
-                status, reason, body = self._exchange(connection, method, url, action, reused, attempt)
+                status, reason, body = self._exchange(connection, method, url, action, attempt)
             except _Resend:
                 continue
             connections.give_back(connection)
@@ -474,7 +471,7 @@ class _UnixEngine:
             return _decoded(body, self.host, action)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _exchange(self, connection, method, url, action, reused, attempt):
+    def _exchange(self, connection, method, url, action, attempt):
         """``(status, reason, body)`` of one request on ``connection``; closes it on any failure."""
         answered = False
         try:
@@ -567,7 +564,7 @@ def _inspect_many(calls, images, stop):
             answers[index] = (images[index], answer)
 
     threads = [threading.Thread(target=work, name="janitor-inspect", daemon=True)
-               for _ in range(min(calls.size, len(images)))]
+               for _worker in range(min(calls.size, len(images)))]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -106,8 +106,7 @@ options:
       - How many removal requests may run at the same time. Requests that depend on each other (the same image,
         a child and its parents) always run in order, so the result is the same as with V(1).
       - Over a unix socket, that many connections to the daemon are kept open during the run. In check mode on the
-        classic store, the images' layers are read with pipelined requests on one more connection (over TCP, TLS
-        or ssh, with this many concurrent requests).
+        classic store, the images' layers are read with this many concurrent requests too.
     type: int
     default: 4
   filters:

@@ -135,8 +135,8 @@ def test_a_delete_answered_with_something_that_is_not_json_is_read_back(tmp_path
 
 
 def test_a_409_and_a_404_on_delete(tmp_path):
-    refuse = {"app2:1": (409, 'conflict: unable to remove repository reference "app2:1" (must force) - container '
-                                "0123456789ab is using its referenced image"),
+    refuse = {"app2:1": (409, 'conflict: unable to remove repository reference "app2:1" (must force) - '
+                              "container 0123456789ab is using its referenced image"),
               "app3:1": (404, "No such image: app3:1")}
     check, real, fake = _check_and_real(tmp_path, {"refuse": refuse})
     assert not real.failed, real

@@ -209,7 +209,7 @@ def test_python39_socket_timeout_is_a_timeout_not_a_lost_connection(monkeypatch)
 
     class Connections:
         def take(self, fresh=False):
-            return StalledConnection(), False
+            return StalledConnection()
 
     engine = _transport._UnixEngine("unix:///x.sock", "/x.sock", 3)
     with pytest.raises(_errors.EngineUnreachableError) as info:
