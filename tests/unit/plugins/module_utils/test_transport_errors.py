@@ -65,3 +65,40 @@ def test_environment_ca_bundle_does_not_replace_ca_path(tmp_path, monkeypatch):
                                   tls=_transport._tls_config({"tls": True}))
     _transport._pin_tls_settings(unverified)
     assert unverified.merge_environment_settings("https://127.0.0.1:1/", {}, False, None, None)["verify"] is False
+
+
+def _sdk_engine():
+    return _transport._SDKEngine("tcp://127.0.0.1:9", {"docker_host": "tcp://127.0.0.1:9"}, 7, True, "auto")
+
+
+def test_sdk_failures_become_our_errors():
+    """tcp/TLS/ssh hosts go through the SDK: its exceptions come out as the same _errors types as on a unix socket."""
+    import docker.errors
+    import requests
+
+    engine = _sdk_engine()
+    response = requests.Response()
+    response.status_code = 409
+    cases = {
+        "api": docker.errors.APIError("409 Conflict", response=response, explanation="image is in use"),
+        "timeout": requests.exceptions.ReadTimeout("read timed out"),
+        "refused": requests.exceptions.ConnectionError("NewConnectionError: Connection refused"),
+        "lost": requests.exceptions.ConnectionError("RemoteDisconnected('Remote end closed connection')"),
+        "not_json": ValueError("Expecting value: line 1 column 1 (char 0)"),
+    }
+    errors = {}
+    for name, exc in cases.items():
+        def fail(exc=exc):
+            raise exc
+        with pytest.raises(_errors.JanitorError) as info:
+            engine.call(fail, "removing image a:1")
+        errors[name] = info.value
+    engine.close()
+    assert isinstance(errors["api"], _errors.EngineAPIError) and errors["api"].status == 409
+    assert errors["api"].message == "removing image a:1: image is in use"
+    assert errors["timeout"].timed_out and "did not answer in time" in errors["timeout"].message
+    assert type(errors["refused"]) is _errors.EngineUnreachableError and "cannot reach" in errors["refused"].message
+    assert isinstance(errors["lost"], _errors.AnswerLostError) and "lost the connection" in errors["lost"].message
+    assert isinstance(errors["not_json"], _errors.AnswerLostError) and "not JSON" in errors["not_json"].message
+    for error in errors.values():
+        assert error.message.startswith("removing image a:1: ") and "Traceback" not in error.message
