@@ -31,6 +31,7 @@ REASON_RUNNING = "running_container"
 REASON_CHILDREN = "child_images"
 REASON_REPOSITORIES = "multiple_repositories"
 
+
 @dataclass(frozen=True)
 class StoreRules:
     """How one kind of image store differs, as data for the simulation (see docs/engine-rules.md)."""

@@ -441,4 +441,3 @@ def _shortest_prefix(order, need, freed_by):
 def iso_time(seconds):
     """``2024-05-01T12:00:00Z`` for epoch seconds (whole seconds, UTC)."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(seconds)))
-

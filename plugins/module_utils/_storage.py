@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._units import human_size
 
 SEVERITIES = ("info", "warning", "critical")
 _SEVERITY_RANK = {"none": 0, "info": 1, "warning": 2, "critical": 3}
@@ -609,24 +610,12 @@ def _finding(findings, ident, severity, message, remedy):
     findings.append({"id": ident, "severity": severity, "message": message, "remedy": remedy})
 
 
-def _human(size):
-    """A size for messages, in Docker's own decimal units."""
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
-        if abs(value) < 1000 or unit == "PB":
-            return f"{value:.4g} {unit}" if unit != "B" else f"{int(value)} B"
-        value /= 1000
-    return f"{size} B"  # pragma: no cover
-
-
 def _loop_lvm_findings(findings, storage, dm):
     version = version_tuple(storage["docker_version"])
     loop_files = [f["path"] for f in dm["loop_files"]] or [dm["data_file"] or "?"]
     grown = [f for f in dm["loop_files"] if f["measured"]]
-    sizes = "".join(f"; {f['path']} takes {_human(f['allocated_size'])} on disk (apparent size "
-                    f"{_human(f['apparent_size'])})" for f in grown)
+    sizes = "".join(f"; {f['path']} takes {human_size(f['allocated_size'])} on disk (apparent size "
+                    f"{human_size(f['apparent_size'])})" for f in grown)
     old = version is not None and version < (17, 6)
     remedy = (
         "Move the daemon to direct-lvm: a real LVM thin pool on a dedicated block device. "
@@ -694,19 +683,19 @@ def _space_findings(findings, dm, thresholds):
             severity = "critical" if percent >= crit else "warning"
             limit = crit if severity == "critical" else warn
             _finding(findings, f"{space}_space_used", severity,
-                     f"the thin pool's {space} space is {percent:.1f}% used ({_human(used)} of {_human(total)}), "
+                     f"the thin pool's {space} space is {percent:.1f}% used ({human_size(used)} of {human_size(total)}), "
                      f"at or above {limit}%.", grow)
         minimum = thresholds[f"{space}_min_free_bytes"]
         if available is not None and available < minimum:
             _finding(findings, f"{space}_space_low", "warning",
-                     f"only {_human(available)} of {space} space is available, below the {_human(minimum)} "
+                     f"only {human_size(available)} of {space} space is available, below the {human_size(minimum)} "
                      f"threshold ({space}_min_free_bytes).", grow)
     floor = dm["thin_pool_minimum_free_space"]
     available = dm["data_space_available"]
     if floor is not None and available is not None and available < floor:
         _finding(findings, "data_space_below_pool_minimum", "critical",
-                 f"the data space available ({_human(available)}) is below the thin pool minimum free space "
-                 f"({_human(floor)}): the daemon refuses to create new containers and image layers.",
+                 f"the data space available ({human_size(available)}) is below the thin pool minimum free space "
+                 f"({human_size(floor)}): the daemon refuses to create new containers and image layers.",
                  "Free or add space now: remove unused images and containers, grow the thin pool, or for loop "
                  "files free space on the file system that holds them (their size is capped by its free space).")
 

@@ -17,7 +17,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
 HARNESS_DIR = Path(__file__).resolve().parent
@@ -37,8 +39,8 @@ class ModuleResult(dict):
 
 
 def warning_texts(result: dict) -> list[str]:
-    """A result's warnings as text. Only a module run in its own process returns them: in this process (pytest
-    imports Ansible's controller side) ``module.warn`` goes to the controller's display instead."""
+    """A result's warnings as text (``run_module`` records them itself: in this process, where pytest imports
+    Ansible's controller side, ``module.warn`` would go to the controller's display and not into the result)."""
     texts = []
     for warning in result.get("warnings") or ():
         if isinstance(warning, dict):
@@ -54,7 +56,14 @@ def run_module(name: str, args: dict, check_mode: bool = False, diff: bool = Fal
     full_args["_ansible_check_mode"] = check_mode
     full_args["_ansible_diff"] = diff
     out = io.StringIO()
-    with patch_module_args(full_args), contextlib.redirect_stdout(out):
+    warned = []
+    original_warn = AnsibleModule.warn
+
+    def warn(self, warning):
+        warned.append(warning)
+        return original_warn(self, warning)
+
+    with patch_module_args(full_args), contextlib.redirect_stdout(out), mock.patch.object(AnsibleModule, "warn", warn):
         try:
             module.main()
         except SystemExit:
@@ -62,7 +71,10 @@ def run_module(name: str, args: dict, check_mode: bool = False, diff: bool = Fal
     text = out.getvalue().strip()
     if not text:
         raise AssertionError(f"module {name} printed nothing")
-    return ModuleResult(json.loads(text.splitlines()[-1]))
+    result = ModuleResult(json.loads(text.splitlines()[-1]))
+    if warned and not result.get("warnings"):
+        result["warnings"] = warned
+    return result
 
 
 def ansible_env(extra: dict | None = None) -> dict:

@@ -33,8 +33,8 @@ def test_container_use_running_is_now_stopped_is_its_latest_time():
     stopped = {"Created": "2024-05-01T00:00:00Z",
                "State": {"Status": "exited", "StartedAt": "2024-05-02T00:00:00Z", "FinishedAt": "2024-05-03T00:00:00Z"}}
     assert _last_used.container_use(stopped, NOW) == 1714694400
-    created = {"Created": "2024-05-01T00:00:00Z", "State": {"Status": "created", "StartedAt": "0001-01-01T00:00:00Z",
-                                                             "FinishedAt": "0001-01-01T00:00:00Z"}}
+    created = {"Created": "2024-05-01T00:00:00Z",
+               "State": {"Status": "created", "StartedAt": "0001-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"}}
     assert _last_used.container_use(created, NOW) == 1714521600
     for state in ({"Running": True}, {"Paused": True, "Running": True}, {"Status": "restarting"}):
         assert _last_used.container_use({"Created": "2024-05-01T00:00:00Z", "State": state}, NOW) == NOW

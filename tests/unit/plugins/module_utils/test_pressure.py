@@ -129,7 +129,7 @@ def test_lru_order_ties_older_creation_then_id():
     a, b, c, d = img("a", created=30), img("b", created=10), img("c", created=10), img("d", created=5)
     snapshot = snap(a, b, c, d)
     last = {a.id: 100, b.id: 200, c.id: 200, d.id: 300}
-    order, _ = _pressure.lru_order(snapshot, [a.id, b.id, c.id, d.id], last)
+    order, _last = _pressure.lru_order(snapshot, [a.id, b.id, c.id, d.id], last)
     assert order[0] == a.id and order[-1] == d.id
     assert order[1:3] == sorted([b.id, c.id])
 

@@ -97,7 +97,9 @@ def test_sdk_failures_become_our_errors():
     assert isinstance(errors["api"], _errors.EngineAPIError) and errors["api"].status == 409
     assert errors["api"].message == "removing image a:1: image is in use"
     assert errors["timeout"].timed_out and "did not answer in time" in errors["timeout"].message
-    assert type(errors["refused"]) is _errors.EngineUnreachableError and "cannot reach" in errors["refused"].message
+    refused = errors["refused"]
+    assert isinstance(refused, _errors.EngineUnreachableError) and not isinstance(refused, _errors.AnswerLostError)
+    assert "cannot reach" in errors["refused"].message
     assert isinstance(errors["lost"], _errors.AnswerLostError) and "lost the connection" in errors["lost"].message
     assert isinstance(errors["not_json"], _errors.AnswerLostError) and "not JSON" in errors["not_json"].message
     for error in errors.values():
