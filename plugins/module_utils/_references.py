@@ -21,7 +21,6 @@ from ansible_collections.janitor.docker.plugins.module_utils._snapshot import CO
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"
 OFFICIAL_REPO_PREFIX = "library/"
-MIN_PREFIX = 3
 MAX_NAME = 255
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
@@ -35,7 +34,7 @@ FULL_ID_RE = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
 HEX_RE = re.compile(r"^(?:sha256:)?([0-9a-f]+)$")
 
 VALID_FORMS = (
-    "valid forms: an image ID prefix of at least 3 hex characters, a full ID (sha256:<64 hex> or <64 hex>), "
+    "valid forms: an image ID prefix (hex characters; the containerd image store needs at least 4), a full ID (sha256:<64 hex> or <64 hex>), "
     "name, name:tag, name@sha256:<64 hex> or name:tag@sha256:<64 hex>, where name is [host[:port]/]path "
     "with lower-case path components (e.g. busybox, library/busybox, localhost:5000/team/app:1.2)"
 )
@@ -156,6 +155,35 @@ def validate_tag(tag):
 
 
 @dataclass(frozen=True)
+class ResolutionRules:
+    """How one kind of image store resolves what ``DELETE /images/<x>`` names, as data (the delete rules that
+    follow are the planner's ``StoreRules``). Found by experiment on the engines, the docker CLI as reference.
+
+    Both stores look a string up as a name (``<name>:latest`` without a tag) and as an ID prefix, and both treat a
+    string that is a prefix of the found image's ID as a request by ID (the whole image, moby's
+    ``isImageIDPrefix``), even when the image was found by its name.
+    """
+
+    kind: str
+    min_prefix: int  # the shortest hex string the store takes as an ID prefix (``sha256:`` optional)
+    name_and_prefix_together: bool  # containerd: one lookup by name or ID prefix; two images -> ambiguous.
+    #                                 graph driver: the name wins, the ID prefix is tried only when no name matches
+    tag_with_digest_must_match: bool  # ``repo:tag@digest``: containerd untags only that tag and answers "No such
+    #                                   image" when the image has no such tag; the graph driver ignores the tag
+    #                                   and removes the digest reference
+
+
+GRAPH_DRIVER_RESOLUTION = ResolutionRules("classic", min_prefix=1, name_and_prefix_together=False,
+                                          tag_with_digest_must_match=False)
+CONTAINERD_RESOLUTION = ResolutionRules("containerd", min_prefix=4, name_and_prefix_together=True,
+                                        tag_with_digest_must_match=True)
+
+
+def resolution_rules_for(store):
+    return CONTAINERD_RESOLUTION if store == CONTAINERD else GRAPH_DRIVER_RESOLUTION
+
+
+@dataclass(frozen=True)
 class Resolution:
     requests: tuple = ()  # Request, in the order given, de-duplicated
     not_found: tuple = ()  # what the user wrote, for references that match nothing
@@ -169,12 +197,58 @@ def _index(snapshot):
     return refs
 
 
+def is_id_prefix(image_id, value):
+    """moby's isImageIDPrefix: ``value`` is a prefix of ``sha256:<hex>`` or of ``<hex>``."""
+    return image_id.startswith(value) or image_id.split(":", 1)[-1].startswith(value)
+
+
+def _id_prefix(value, rules):
+    """The hex part when the store takes ``value`` as an ID prefix, else None."""
+    hexmatch = HEX_RE.match(value)
+    if not hexmatch or not rules.min_prefix <= len(hexmatch.group(1)) <= 64:
+        return None
+    return hexmatch.group(1)
+
+
 def _prefix_candidates(snapshot, hexpart):
     return sorted(image.id for image in snapshot.images if image.id[len("sha256:"):].startswith(hexpart))
 
 
-def resolve_one(snapshot, value, default_tag="latest", refs=None):
-    """One ``Request`` for ``value``, or ``None`` when it matches nothing. Raises ``JanitorError`` on bad input."""
+def _ambiguous(value, candidates):
+    return JanitorError(
+        f"image reference {value!r} is ambiguous: it names {len(candidates)} images ({', '.join(candidates)}) as "
+        f"a name and an ID prefix; give a full reference (name:tag) or more ID characters",
+        value=value, candidates=candidates)
+
+
+def _by_name(snapshot, reference, refs, rules):
+    """``(image ID, target)`` of the image a parsed reference names, or ``(None, None)``."""
+    if reference.digest:
+        image = snapshot.by_id().get(reference.digest) if snapshot.store == CONTAINERD else None
+        if rules.tag_with_digest_must_match and reference.tag:
+            # containerd: the digest finds the image, the tag must be one of its names; only that tag goes
+            if image is not None and reference.tagged in image.tags:
+                return image.id, reference.tagged
+            return None, None
+        target = reference.digested
+        image_id = refs.get(target)
+        if image_id is None and image is not None and any(repository_of(tag) == reference.name
+                                                          for tag in image.tags):
+            # the containerd image store answers to <repo>@<image ID> for every repository of an image's names,
+            # while the listing shows only some of these digest references
+            image_id = image.id
+        return (image_id, target) if image_id is not None else (None, None)
+    target = reference.familiar()
+    image_id = refs.get(target)
+    return (image_id, target) if image_id is not None else (None, None)
+
+
+def find_image(snapshot, value, default_tag="latest", refs=None, rules=None):
+    """``(image ID, target, by_id)`` for ``value`` the way the store resolves it, or ``None`` when it names no
+    image. ``by_id``: the engine deletes the whole image (a full ID, an ID prefix, or a name that is also a prefix
+    of the ID of the image it names). Raises ``JanitorError`` on bad input and on an ambiguous reference."""
+    if rules is None:
+        rules = resolution_rules_for(snapshot.store)
     if refs is None:
         refs = _index(snapshot)
     if not isinstance(value, str) or not value.strip():
@@ -182,41 +256,38 @@ def resolve_one(snapshot, value, default_tag="latest", refs=None):
     full = FULL_ID_RE.match(value)
     if full:
         image_id = "sha256:" + full.group(1)
-        if image_id in snapshot.by_id():
-            return Request(kind="id", target=image_id, image_id=image_id, given=value)
-        return None
-    hexmatch = HEX_RE.match(value)
+        return (image_id, image_id, True) if image_id in snapshot.by_id() else None
+    hexpart = _id_prefix(value, rules)
     reference = None
     try:
         reference = parse(value, default_tag=default_tag)
     except JanitorError:
-        if not hexmatch:
+        if hexpart is None:
             raise
-    if reference is not None:
-        target = reference.familiar()
-        image_id = refs.get(target)
-        if image_id is None and reference.digest and snapshot.store == CONTAINERD:
-            # the containerd image store answers to <repo>@<image ID> for every repository of an image's names,
-            # while the listing shows only some of these digest references
-            image = snapshot.by_id().get(reference.digest)
-            if image is not None and any(repository_of(tag) == reference.name for tag in image.tags):
-                image_id = image.id
-        if image_id is not None:
-            return Request(kind="reference", target=target, image_id=image_id, given=value)
-    if hexmatch:
-        hexpart = hexmatch.group(1)
-        if len(hexpart) < MIN_PREFIX:
-            raise JanitorError(
-                f"image ID prefix {value!r} is too short and no image has that name: an ID prefix needs at least "
-                f"{MIN_PREFIX} hex characters; {VALID_FORMS}", value=value)
-        candidates = _prefix_candidates(snapshot, hexpart)
-        if len(candidates) > 1:
-            raise JanitorError(
-                f"image ID prefix {value!r} is ambiguous: it matches {len(candidates)} images "
-                f"({', '.join(candidates)}); give more characters", value=value, candidates=candidates)
-        if candidates:
-            return Request(kind="id", target=candidates[0], image_id=candidates[0], given=value)
-    return None
+    named, target = (None, None) if reference is None else _by_name(snapshot, reference, refs, rules)
+    if named is not None and not rules.name_and_prefix_together:
+        hexpart = None  # the graph driver: the name wins
+    candidates = _prefix_candidates(snapshot, hexpart) if hexpart is not None else []
+    found = sorted(set(candidates) | ({named} if named else set()))
+    if len(found) > 1:
+        raise _ambiguous(value, found)
+    if not found:
+        return None
+    image_id = found[0]
+    # the engine gets the value itself (the module adds a ``tag`` other than latest to a name): a value that is a
+    # prefix of the found image's ID deletes the whole image, even when the image was found by its name
+    if named == image_id and (default_tag != "latest" or not is_id_prefix(image_id, value)):
+        return image_id, target, False
+    return image_id, image_id, True
+
+
+def resolve_one(snapshot, value, default_tag="latest", refs=None, rules=None):
+    """One ``Request`` for ``value``, or ``None`` when it matches nothing. Raises ``JanitorError`` on bad input."""
+    found = find_image(snapshot, value, default_tag=default_tag, refs=refs, rules=rules)
+    if found is None:
+        return None
+    image_id, target, by_id = found
+    return Request(kind="id" if by_id else "reference", target=target, image_id=image_id, given=value)
 
 
 def validate(values, default_tag="latest"):
@@ -225,13 +296,7 @@ def validate(values, default_tag="latest"):
     for value in values:
         if not isinstance(value, str) or not value.strip():
             raise _error(value, "empty reference")
-        if FULL_ID_RE.match(value):
-            continue
-        hexmatch = HEX_RE.match(value)
-        if hexmatch and value.startswith("sha256:"):
-            if len(hexmatch.group(1)) < MIN_PREFIX:
-                raise JanitorError(f"image ID prefix {value!r} is too short: an ID prefix needs at least "
-                                   f"{MIN_PREFIX} hex characters; {VALID_FORMS}", value=value)
+        if FULL_ID_RE.match(value) or HEX_RE.match(value):
             continue
         if value.startswith("sha256:"):
             raise _error(value, "malformed image ID (sha256: must be followed by hex characters)")
@@ -242,11 +307,12 @@ def resolve(snapshot, values, default_tag="latest"):
     """``Resolution`` of every value against ``snapshot``; every error is raised before anything is returned."""
     validate(values, default_tag)
     refs = _index(snapshot)
+    rules = resolution_rules_for(snapshot.store)
     requests = []
     seen = set()
     not_found = []
     for value in values:
-        request = resolve_one(snapshot, value, default_tag=default_tag, refs=refs)
+        request = resolve_one(snapshot, value, default_tag=default_tag, refs=refs, rules=rules)
         if request is None:
             if value not in not_found:
                 not_found.append(value)

@@ -48,19 +48,25 @@ options:
   images:
     description:
       - The images to remove. Each entry is one of
-        an image ID prefix of at least 3 hex characters (V(3f2a9c));
+        an image ID prefix (V(3f2a9c); the containerd image store takes 4 to 64 hex characters, the graph-driver
+        store any number);
         a full image ID, with or without V(sha256:);
         V(name), V(name:tag), V(name@sha256:<digest>) or V(name:tag@sha256:<digest>), where a name may start with a
         registry host and port (V(localhost:5000/team/app:1.2)).
       - Docker Hub names are normalised as the engine does, so V(busybox), V(library/busybox) and
         V(docker.io/library/busybox:latest) are the same reference.
-      - A string is resolved as the engine resolves it - a full ID first, then a reference, then an ID prefix
-        (a hex string that is also a valid name is tried as a name first).
+      - A string is resolved as the engine resolves it - a full ID first, then a name and an ID prefix. On the
+        graph-driver store a name wins over an ID prefix; on the containerd image store a hex string that is a
+        name of one image and an ID prefix of another is ambiguous, an error.
+      - A hex-looking name (V(cafe), V(bee)) that is also a prefix of its own image's ID removes the whole image,
+        as by ID (the engine does the same). Once such a name is gone, the same string can match another image's
+        ID prefix, as C(docker rmi) would; in a recurring playbook write it with its tag (V(cafe:latest)).
       - A prefix that matches several images and a malformed reference are errors, raised before anything is
         removed. A reference that matches nothing is reported under RV(not_found) and is not an error.
       - Naming a reference removes that reference (like C(docker rmi name:tag)); naming an ID removes the whole
         image with all its references (like C(docker rmi <id>)).
-      - With V(name:tag@sha256:<digest>) the digest decides and the tag is ignored, as in the engine.
+      - With V(name:tag@sha256:<digest>) on the graph-driver store the digest decides and the tag is ignored; on
+        the containerd image store the tag must be one of that image's names and only that tag is removed.
     type: list
     elements: str
     aliases: [name]

@@ -121,7 +121,8 @@ def test_id_forms_delete_the_image(clean_engine, images, form):
     value = {"short": image[7:19], "prefix3": None, "full": image, "full-without-sha256": image[7:]}[form]
     if value is None:
         others = [i for i in clean_engine.state()["images"] if i != image]
-        length = next(n for n in range(3, 64) if all(not o[7:].startswith(image[7:7 + n]) for o in others))
+        shortest = 4 if clean_engine.containerd_store else 1  # each store's ID-prefix rule (test_resolution.py)
+        length = next(n for n in range(shortest, 64) if all(not o[7:].startswith(image[7:7 + n]) for o in others))
         value = image[7:7 + length]
     result = check_then_run(clean_engine, [value])
     assert (result["untagged"], result["deleted"]) == (["idform:1"], [image])
@@ -161,6 +162,10 @@ def test_ambiguous_prefix_lists_the_candidates(clean_engine, images):
     load(images, "present:1")
     before = clean_engine.state()
     result = module(clean_engine, ["present:1", prefix])
+    if clean_engine.containerd_store:
+        # 3 hex characters are no ID prefix for the containerd image service: a name, and none has it
+        assert not result.failed and result["not_found"] == [prefix], result
+        return
     assert result.failed and "ambiguous" in result["msg"] and repr(prefix) in result["msg"]
     assert all(candidate in result["msg"] for candidate in candidates)
     assert clean_engine.state() == before
@@ -179,7 +184,7 @@ def test_not_found_changes_nothing(clean_engine, images):
     ("", "empty reference"),
     ("Upper/Case:1", "lower-case"),
     ("app@sha256:1234", "malformed digest"),
-    ("ab", "too short"),
+    ("sha256:xyz", "malformed image ID"),
     ("a//b:1", "malformed path component"),
 ])
 def test_bad_input_fails_before_any_change(clean_engine, images, value, fragment):

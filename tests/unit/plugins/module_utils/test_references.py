@@ -75,11 +75,66 @@ def test_malformed_references_name_the_value_and_the_forms(value, why):
     assert "valid forms" in info.value.message
 
 
-@pytest.mark.parametrize("value", ["ab", "sha256:ab", "sha256:"])
-def test_short_prefix_is_an_error(value):
+@pytest.mark.parametrize("store, value, found", [
+    ("classic", "c", True), ("classic", "c3", True), ("classic", "sha256:c3", True), ("classic", "c3c", True),
+    ("containerd", "c", False), ("containerd", "c3", False), ("containerd", "sha256:c3c", False),
+    ("containerd", "c3c3", True), ("containerd", "sha256:c3c3", True),
+])
+def test_each_store_has_its_id_prefix_rule(store, value, found):
+    """The graph-driver store takes any hex prefix (1 to 64), the containerd image service 4 to 64; a shorter one
+    is a name there, and a gone name is not_found, never an error (a rerun stays green)."""
+    snapshot = Snapshot(images=(ImageRecord(ID_C, tags=("app:1",)),), store=store)
+    resolution = _references.resolve(snapshot, [value])
+    if found:
+        assert [(r.kind, r.target) for r in resolution.requests] == [("id", ID_C)]
+    else:
+        assert (resolution.requests, resolution.not_found) == ((), (value,))
+
+
+@pytest.mark.parametrize("store", ["classic", "containerd"])
+def test_hex_name_that_prefixes_its_own_image_id_is_a_request_by_id(store):
+    """``docker rmi c3c3c3`` where ``c3c3c3:latest`` names the image whose ID starts with c3c3c3: the engine finds
+    the image by its name, then treats the string as an ID (isImageIDPrefix) and deletes the whole image."""
+    snapshot = Snapshot(images=(ImageRecord(ID_C, tags=("app:1", "c3c3c3:latest")),), store=store)
+    (request,) = _references.resolve(snapshot, ["c3c3c3"]).requests
+    assert (request.kind, request.target) == ("id", ID_C)
+    # with its tag it is a name
+    (request,) = _references.resolve(snapshot, ["c3c3c3:latest"]).requests
+    assert (request.kind, request.target) == ("reference", "c3c3c3:latest")
+    # the module's tag option makes the engine get c3c3c3:1, a name
+    snapshot = Snapshot(images=(ImageRecord(ID_C, tags=("app:1", "c3c3c3:1")),), store=store)
+    (request,) = _references.resolve(snapshot, ["c3c3c3"], default_tag="1").requests
+    assert (request.kind, request.target) == ("reference", "c3c3c3:1")
+
+
+def test_hex_name_that_prefixes_another_image_id():
+    """Image A named ``c3c3c3:latest``, B's ID starts with c3c3c3: the graph driver takes the name, the containerd
+    image service finds both and answers "ambiguous reference"."""
+    images = (ImageRecord(ID_A, tags=("c3c3c3:latest",)), ImageRecord(ID_C, tags=("b:1",)))
+    (request,) = _references.resolve(Snapshot(images=images), ["c3c3c3"]).requests
+    assert (request.kind, request.target, request.image_id) == ("reference", "c3c3c3:latest", ID_A)
     with pytest.raises(JanitorError) as info:
-        _references.resolve(snap(), [value])
-    assert repr(value) in info.value.message
+        _references.resolve(Snapshot(images=images, store=CONTAINERD), ["c3c3c3"])
+    assert "'c3c3c3'" in info.value.message and "ambiguous" in info.value.message
+    assert info.value.details["candidates"] == [ID_A, ID_C]
+    # below the containerd prefix length the name alone counts
+    images = (ImageRecord(ID_A, tags=("c3c:latest",)), ImageRecord(ID_C, tags=("b:1",)))
+    (request,) = _references.resolve(Snapshot(images=images, store=CONTAINERD), ["c3c"]).requests
+    assert (request.kind, request.target) == ("reference", "c3c:latest")
+
+
+def test_containerd_tag_with_digest_must_match_and_untags_only_that_tag():
+    image_id = "sha256:" + "5e" * 32
+    images = (ImageRecord(image_id, tags=("reg/comb:v1", "reg/comb:v2", "comb-local:1"),
+                          digests=(f"reg/comb@{image_id}",)),)
+    containerd = Snapshot(images=images, store=CONTAINERD)
+    (request,) = _references.resolve(containerd, [f"reg/comb:v1@{image_id}"]).requests
+    assert (request.kind, request.target) == ("reference", "reg/comb:v1")
+    assert _references.resolve(containerd, [f"reg/comb:nosuch@{image_id}"]).not_found == (
+        f"reg/comb:nosuch@{image_id}",)
+    # the graph driver ignores the tag: the digest decides
+    (request,) = _references.resolve(Snapshot(images=images), [f"reg/comb:nosuch@{image_id}"]).requests
+    assert (request.kind, request.target) == ("reference", f"reg/comb@{image_id}")
 
 
 def test_invalid_default_tag():
