@@ -48,17 +48,18 @@ class StoreRules:
     #                         (containerd's deleteAll); classic untags one reference, then deletes what has none
     last_reference_conflict: bool  # a container blocks removing an image's single reference; force may untag it
     #                                when others remain (classic); containerd only checks when every name goes
-    parents_by_layers: bool  # the parents deleted with an image are chosen by their layers, not Parent links
+    prune_needs_whole_chain: bool  # the parent walk reads the whole chain of Parent links before deleting; one
+    #                                ancestor already gone cancels the walk (containerd's parents() fails)
 
 
 CLASSIC_RULES = StoreRules("classic", child_conflict=True, digest_removal_untags_repository=False,
                            reports_layers=True, derived_digests=False, untag_keeps_parent_listed=False,
                            prune_ignores_siblings=False, prune_needs_single_name=False, delete_all_names=False,
-                           last_reference_conflict=True, parents_by_layers=False)
+                           last_reference_conflict=True, prune_needs_whole_chain=False)
 CONTAINERD_RULES = StoreRules("containerd", child_conflict=False, digest_removal_untags_repository=True,
                               reports_layers=False, derived_digests=True, untag_keeps_parent_listed=True,
                               prune_ignores_siblings=True, prune_needs_single_name=True, delete_all_names=True,
-                              last_reference_conflict=False, parents_by_layers=True)
+                              last_reference_conflict=False, prune_needs_whole_chain=True)
 
 
 def rules_for(store):
@@ -131,7 +132,6 @@ class Plan:
     not_found: list
     selected: list  # image IDs selected by the requests, in order
     image_ids: frozenset  # every image ID of the snapshot
-    uncertain: list  # why a prediction may not be exact (empty when exact)
     final_state: object = field(default=None, repr=False, compare=False)  # the simulation's _State after the run
 
     @property
@@ -285,12 +285,12 @@ class _State:
             conflict = self.conflict(image, hard=True, soft=False)
         if conflict is not None and conflict.reason != REASON_CHILDREN:
             raise conflict
+        chain = self.parent_chain(image) if prune else []
         untagged.extend(names)
         image.tags.clear()
         image.digests.clear()
         keep_listed = (by_reference and not force and len(names) <= 1 and self.rules.untag_keeps_parent_listed
                        and self.children(image.id))
-        parent = image.parent
         if keep_listed:
             deleted.append(image.id)
         else:
@@ -299,14 +299,26 @@ class _State:
             return
         if self.rules.prune_needs_single_name and len(names) > 1:
             return
-        while parent and parent in self.images:
-            candidate = self.images[parent]
+        for candidate in chain:
             if candidate.tags or self.containers_of(candidate.id):
                 return
             if not self.rules.prune_ignores_siblings and self.children(candidate.id):
                 return
-            parent = candidate.parent
             self.delete(candidate, deleted)
+
+    def parent_chain(self, image):
+        """The ancestors the parent walk may delete, nearest first, read before the image goes: the chain stops at
+        an ancestor already gone, and with ``prune_needs_whole_chain`` such a gap anywhere above empties it."""
+        chain, seen = [], {image.id}
+        parent = image.parent
+        while parent and parent not in seen:
+            candidate = self.images.get(parent)
+            if candidate is None:
+                return [] if self.rules.prune_needs_whole_chain else chain
+            chain.append(candidate)
+            seen.add(parent)
+            parent = candidate.parent
+        return chain
 
     def remove_by_reference(self, image, ref, force, prune):
         untagged, deleted = [], []
@@ -534,7 +546,6 @@ def plan(snapshot, requests, policy=None, rules=None, not_found=()):
             raise JanitorError(f"containers={value!r} is not valid; valid values: {', '.join(POLICIES)}")
     rules = rules or rules_for(snapshot.store)
     state = _State(snapshot, rules)
-    uncertain = []
     seen = set()
     unique = []
     for request in requests:
@@ -571,7 +582,10 @@ def plan(snapshot, requests, policy=None, rules=None, not_found=()):
         if request.kind == "id":
             force = policy.force and not state.single_reference(image) and bool(image.refs)
         else:
-            force = _forced_untag(state, image, request.target, policy)
+            # containerd: a forced removal of a parent's last name deletes it instead of keeping it listed dangling,
+            # as ``docker rmi -f`` does; with no container on the image, force changes nothing else
+            force = _forced_untag(state, image, request.target, policy) or (
+                policy.force and rules.untag_keeps_parent_listed and not state.containers_of(image.id))
         try:
             if request.kind == "id" and force and request.image_id in remove_first and state.containers_of(
                     request.image_id):
@@ -604,15 +618,9 @@ def plan(snapshot, requests, policy=None, rules=None, not_found=()):
             skipped_ids.add(request.image_id)
     # a child-images skip recorded for an image a later step deleted after all is no skip
     skipped = [s for s in skipped if not (s["reason"] == REASON_CHILDREN and s["image"] not in state.images)]
-    if rules.parents_by_layers:
-        for step in steps:
-            if any(snapshot.by_id().get(i) and snapshot.by_id()[i].parent for i in step.deleted):
-                uncertain.append("the containerd image store chooses the parent images it deletes with an image by "
-                                 "their layers; the plan follows the images' Parent links")
-                break
     return Plan(snapshot=snapshot, rules=rules, policy=policy, steps=steps, skipped=skipped,
                 not_found=list(not_found), selected=selected,
-                image_ids=frozenset(image.id for image in snapshot.images), uncertain=uncertain,
+                image_ids=frozenset(image.id for image in snapshot.images),
                 final_state=state)
 
 

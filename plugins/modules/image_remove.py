@@ -360,13 +360,6 @@ diff:
     after:
       description: C(images) - image ID to its sorted references, after; deleted images are absent.
       type: dict
-prediction_notes:
-  description:
-    - Only in check mode, when the prediction may not be exact, why (for example parent images the containerd
-      image store chooses by their layers).
-  returned: in check mode, when a prediction may not be exact
-  type: list
-  elements: str
 """
 
 import time  # noqa: E402
@@ -455,8 +448,6 @@ class ImageRemover:
             predicted = _result.build(plan, layers=layers)
             _selection.check_protected(snapshot, self.params, predicted["deleted"])
             if self.module.check_mode:
-                if plan.uncertain:
-                    predicted["prediction_notes"] = list(plan.uncertain)
                 return self.finish(_selection.annotate(predicted, snapshot, requests, self.kept))
             result = _executor.apply(client, plan, parallel=self.params["parallel"], warn=self.module.warn)
             differences = _executor.differences(predicted, result, layers_predicted=False)
