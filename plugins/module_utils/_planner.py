@@ -23,6 +23,7 @@ import gc
 from dataclasses import dataclass, field
 
 from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._references import find_image
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import CONTAINERD, repository_of
 
 POLICIES = ("fail", "skip", "remove")
@@ -166,6 +167,11 @@ class _State:
         self._users = {}
         for container in self.containers.values():
             self._users.setdefault(container.image_id, []).append(container)
+        # image mounts hold their image like a container's own image: the engine refuses to remove its last
+        # reference without force; by ID it deletes it, but our container policy decides before that
+        for image_id, container in mounted_images(snapshot):
+            if container not in self._users.setdefault(image_id, []):
+                self._users[image_id].append(container)
 
     def children(self, image_id):
         return [self.images[i] for i in self._children.get(image_id, ()) if i in self.images]
@@ -370,6 +376,22 @@ class _State:
             image.digests.clear()
         self.delete_helper(image, force, prune, False, untagged, deleted)
         return untagged, deleted
+
+
+def mounted_images(snapshot):
+    """``(image ID, container)`` for every image mount. The listing names the mount's image as it was given at
+    creation (the engine keeps the ID it resolved then, and does not show it): resolved against the snapshot, the
+    way the engine resolved it; a name that no longer resolves holds nothing."""
+    found = []
+    for container in snapshot.containers:
+        for name in container.mounts:
+            try:
+                hit = find_image(snapshot, name)
+            except JanitorError:
+                hit = None
+            if hit is not None:
+                found.append((hit[0], container))
+    return found
 
 
 def _ancestry_order(snapshot, requests):

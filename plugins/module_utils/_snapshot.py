@@ -61,6 +61,7 @@ class ContainerRecord:
     image_id: str  # "sha256:<hex>"
     state: str = "exited"  # running, paused, restarting, exited, created, dead, removing
     name: str = ""
+    mounts: tuple = ()  # the images it mounts (``--mount type=image``, Docker 28+), as the mount names them
 
     @property
     def running(self):
@@ -141,6 +142,7 @@ def container_from_api(data):
         image_id=data.get("ImageID") or "",
         state=data.get("State") or "",
         name=names[0].lstrip("/"),
+        mounts=tuple(m["Name"] for m in data.get("Mounts") or () if m.get("Type") == "image" and m.get("Name")),
     )
 
 

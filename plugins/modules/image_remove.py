@@ -105,6 +105,8 @@ options:
         RV(skipped_images) with the reason V(container) or V(running_container), so a CI host with stopped
         containers on dangling images is cleaned without failing.
       - When given, it applies to every image, whatever selected it.
+      - A container that mounts an image (C(--mount type=image), Docker 28.0 and later) counts as a container that
+        uses that image, on both image stores.
     type: str
     choices: [fail, skip, remove]
   parallel:

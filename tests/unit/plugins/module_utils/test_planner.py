@@ -418,3 +418,32 @@ def test_planning_pauses_the_cyclic_collector_and_restores_it(monkeypatch):
         assert not gc.isenabled()  # a caller that paused it keeps it paused
     finally:
         gc.enable()
+
+
+def test_image_mounts_are_read_from_the_listing():
+    from ansible_collections.janitor.docker.plugins.module_utils._snapshot import container_from_api
+
+    record = container_from_api({"Id": "c" * 64, "ImageID": iid(9), "State": "exited", "Names": ["/m"], "Mounts": [
+        {"Type": "image", "Name": "mnt:1", "Source": "/var/lib/docker/overlay2/x/merged", "Destination": "/x"},
+        {"Type": "volume", "Name": "data", "Destination": "/data"}]})
+    assert record.mounts == ("mnt:1",)
+    assert container_from_api({"Id": "d" * 64, "Mounts": None}).mounts == ()
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_a_mounting_container_holds_the_image_like_its_own(store):
+    container = ContainerRecord(id="c" * 64, image_id=iid(9), state="exited", name="m", mounts=("mnt:1",))
+    snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("mnt:1", "mnt:2")), ImageRecord(iid(9), tags=("bb:1",))),
+                        containers=(container,), store=store)
+    _plan, result = run(snapshot, ["mnt:1"])  # one of two tags: allowed
+    assert result["untagged"] == ["mnt:1"]
+    with pytest.raises(JanitorError, match="c" * 12):
+        run(snapshot, [iid(1)])
+    _plan, result = run(snapshot, [iid(1)], containers="skip", force=True)
+    assert result["deleted"] == [] and result["skipped_images"][0]["containers"] == ["c" * 64]
+    plan, result = run(snapshot, ["mnt:1", "mnt:2"], containers="remove")
+    assert result["containers_removed"] == ["c" * 64] and result["deleted"] == [iid(1)]
+    gone = ContainerRecord(id="e" * 64, image_id=iid(9), mounts=("nosuch:1", "bad name"))
+    snapshot = Snapshot(images=snapshot.images, containers=(gone,), store=store)
+    _plan, result = run(snapshot, [iid(1)], force=True)
+    assert result["deleted"] == [iid(1)]
