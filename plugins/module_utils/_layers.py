@@ -2,17 +2,27 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Image layers as the store keeps them, and which of them a removal releases. Pure: no engine calls.
+"""Image layers as the store keeps them, which of them a removal releases, and how many bytes that frees. Pure:
+no engine calls.
 
 A layer is named by its chain ID (``chain_ids``), so a layer two images share - a pulled base, whatever their
 ``Parent`` links say - is one layer here, counted once. ``released()`` is the set of layers that no remaining
 image and no remaining container needs after a removal: exactly what the engine frees.
+
+``space()`` is the size of those layers, each counted once (see docs/space.md). The engine lists every image with
+its ``Size``: the sum of its layers (on the classic store), or its layers and its content - compressed layer blobs,
+config and manifest - (on the containerd store). Those totals give the size of every layer chain that is the top
+of some image; the sum over the released layers telescopes, so only the chains where released branches meet
+or end inside another image's layers need more: ``missing()`` names them, with an image whose history
+(``GET /images/<id>/history``, the per-layer sizes) gives them, and ``with_histories()`` adds those sizes.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+EMPTY_LAYER = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"  # the empty tar's diff ID
 
 
 def chain_ids(diff_ids):
@@ -26,16 +36,64 @@ def chain_ids(diff_ids):
     return tuple(chains)
 
 
+def align_history(sizes, diff_ids):
+    """Per-layer sizes, base first, from the ``Size`` of each history entry (the engine's order: newest first).
+
+    The engine gives a size only to the entries that made a layer, in the order of ``RootFS.Layers``; the answer
+    does not say which entries those are. The entries with a size are the layers; when there are fewer of them
+    than layers, the empty tar's layers take 0 and the others the sizes in order (a layer of 0 bytes that is not
+    the empty tar may then be placed wrongly: the sizes it moves are the ones beside it).
+    """
+    entries = [int(size or 0) for size in reversed(list(sizes))]
+    nonzero = [size for size in entries if size > 0]
+    if len(nonzero) == len(diff_ids):
+        return tuple(nonzero)
+    given = iter(nonzero)
+    return tuple(0 if diff == EMPTY_LAYER else next(given, 0) for diff in diff_ids)
+
+
 @dataclass(frozen=True)
 class LayerTable:
-    """The layers of every image of a snapshot."""
+    """The layers of every image of a snapshot, and the sizes the engine gives for them."""
 
     chains: dict = field(default_factory=dict)  # image ID -> chain IDs, base first
+    diffs: dict = field(default_factory=dict)  # image ID -> diff IDs (RootFS.Layers), base first
+    totals: dict = field(default_factory=dict)  # image ID -> the listed Size (bytes the engine counts for it)
+    histories: dict = field(default_factory=dict)  # image ID -> per-layer sizes aligned with its chains (a few)
 
     @classmethod
-    def from_diff_ids(cls, layers):
-        """From ``{image ID: RootFS.Layers}`` (diff IDs, base first)."""
-        return cls(chains={image_id: chain_ids(diffs) for image_id, diffs in layers.items()})
+    def from_diff_ids(cls, layers, totals=None):
+        """From ``{image ID: RootFS.Layers}`` (diff IDs, base first) and ``{image ID: listed Size}``."""
+        return cls(chains={image_id: chain_ids(diffs) for image_id, diffs in layers.items()},
+                   diffs={image_id: tuple(diffs) for image_id, diffs in layers.items()}, totals=dict(totals or {}))
+
+    @classmethod
+    def from_parents(cls, snapshot):
+        """Without the images' layers: each image taken as its parent's layers plus one of its own (the model the
+        ``Parent`` links give; layers shared without a ``Parent`` link are then not seen as shared)."""
+        by_id = snapshot.by_id()
+        chains = {}
+
+        def chain(image_id, seen=()):
+            if image_id in chains:
+                return chains[image_id]
+            image = by_id[image_id]
+            below = () if not image.parent or image.parent not in by_id or image.parent in seen else \
+                chain(image.parent, seen + (image_id,))
+            chains[image_id] = below + (image_id,)
+            return chains[image_id]
+
+        for image in snapshot.images:
+            chain(image.id)
+        return cls(chains=chains, totals={image.id: image.size for image in snapshot.images})
+
+    def with_histories(self, histories):
+        """The table with the per-layer sizes of ``{image ID: history sizes, newest first}`` added."""
+        aligned = dict(self.histories)
+        for image_id, sizes in histories.items():
+            if image_id in self.chains:
+                aligned[image_id] = align_history(sizes, self.diffs.get(image_id, self.chains[image_id]))
+        return replace(self, histories=aligned)
 
     def released(self, deleted, remaining, container_images):
         """The chain IDs of the ``deleted`` images that neither a ``remaining`` image nor a container (on the image
@@ -50,3 +108,117 @@ class LayerTable:
         for image_id in container_images:
             candidates.difference_update(self.chains.get(image_id, ()))
         return candidates
+
+    # -- sizes ----------------------------------------------------------------------------------------------
+    def _tops(self):
+        """{chain ID: (the smallest listed Size of the images whose top layer it is, that image)}."""
+        tops = {}
+        for image_id, chains in self.chains.items():
+            if not chains or image_id not in self.totals:
+                continue
+            value = (self.totals[image_id], image_id)
+            if chains[-1] not in tops or value < tops[chains[-1]]:
+                tops[chains[-1]] = value
+        return tops
+
+    def _weights(self, released):
+        """{chain ID: weight} of the telescoped sum: space = sum(weight * bytes up to and including that chain).
+
+        A released layer counts +1, and -1 on its parent (the layer below it): a released layer with one released
+        layer above it cancels out, so only the tops of released branches, the layers where they meet, and the
+        kept layers they stand on remain."""
+        parents = {}
+        for chains in self.chains.values():
+            for index, chain in enumerate(chains):
+                if chain not in parents:
+                    parents[chain] = chains[index - 1] if index else None
+        weights = {}
+        for chain in released:
+            weights[chain] = weights.get(chain, 0) + 1
+            parent = parents.get(chain)
+            if parent is not None:
+                weights[parent] = weights.get(parent, 0) - 1
+        return {chain: weight for chain, weight in weights.items() if weight}
+
+    def _sets(self, deleted, remaining, container_images):
+        released = self.released(deleted, remaining, container_images)
+        return released, self._weights(released), self._tops()
+
+    def missing(self, deleted, remaining, container_images):
+        """The images whose history ``space()`` needs for these sets: one for each chain whose size up to it is
+        not an image's listed total, preferring images that stay (then the one with fewest layers)."""
+        _released, weights, tops = self._sets(deleted, remaining, container_images)
+        deleted_set = set(deleted)
+        wanted = set()
+        for chain in weights:
+            if chain in tops or self._located(chain) is not None:
+                continue
+            holders = [image_id for image_id, chains in self.chains.items() if chain in chains]
+            if holders:
+                wanted.add(min(holders, key=lambda i: (i in deleted_set, len(self.chains[i]), i)))
+        return sorted(wanted)
+
+    def _located(self, chain):
+        for image_id, sizes in self.histories.items():
+            chains = self.chains.get(image_id, ())
+            if chain in chains and image_id in self.totals:
+                return image_id, chains.index(chain)
+        return None
+
+    def _up_to(self, chain, tops):
+        """Bytes of the layers up to and including ``chain``: an image's listed total where ``chain`` is its top;
+        otherwise from a history, scaled between the nearest known chains below and above so that the content the
+        containerd store adds to the layers is shared in proportion to the layers' sizes (on the classic store the
+        listed total is the sum of the history sizes, and this is exact)."""
+        if chain in tops:
+            return tops[chain][0]
+        located = self._located(chain)
+        if located is None:
+            return None
+        image_id, index = located
+        chains, sizes = self.chains[image_id], self.histories[image_id]
+        cumulative = []
+        running = 0
+        for size in sizes:
+            running += size
+            cumulative.append(running)
+        below = -1
+        for position in range(index - 1, -1, -1):
+            if chains[position] in tops:
+                below = position
+                break
+        base_total = tops[chains[below]][0] if below >= 0 else 0
+        base_sum = cumulative[below] if below >= 0 else 0
+        top_total = tops[chains[-1]][0] if chains[-1] in tops else self.totals[image_id]
+        span = cumulative[-1] - base_sum
+        if span <= 0:
+            return base_total
+        return base_total + (top_total - base_total) * (cumulative[index] - base_sum) // span
+
+    def space(self, deleted, remaining, container_images):
+        """Bytes the removal frees: the released layers, each once, and on the containerd store each deleted
+        image's own content (config, manifest) beyond that of the image its top layer is counted with."""
+        _released, weights, tops = self._sets(deleted, remaining, container_images)
+        total = 0
+        for chain, weight in weights.items():
+            value = self._up_to(chain, tops)
+            if value is None:  # no history read for it (an image changed during the run): the nearest image below
+                value = self._nearest_below(chain, tops)
+            total += weight * value
+        for image_id in set(deleted):
+            chains = self.chains.get(image_id)
+            if image_id not in self.totals or chains is None:
+                continue
+            # what the engine counts for the image beyond the image its top layer is counted with: nothing on the
+            # classic store (the same layers, the same size); its own config and manifest on the containerd store
+            total += self.totals[image_id] - (tops[chains[-1]][0] if chains else 0)
+        return max(0, total)
+
+    def _nearest_below(self, chain, tops):
+        for chains in self.chains.values():
+            if chain in chains:
+                for position in range(chains.index(chain) - 1, -1, -1):
+                    if chains[position] in tops:
+                        return tops[chains[position]][0]
+                return 0
+        return 0

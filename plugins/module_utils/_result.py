@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ansible_collections.janitor.docker.plugins.module_utils._layers import LayerTable
 from ansible_collections.janitor.docker.plugins.module_utils._planner import gc_paused
 from ansible_collections.janitor.docker.plugins.module_utils._references import split_domain
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import repository_of
@@ -95,25 +96,43 @@ def rederive_digest(refs, digest):
     return refs + [f"{repo}@{digest}"]
 
 
-def _released_layers(plan, layers, deleted, containers_removed, reported, predicted):
+def accounting_sets(plan, deleted, containers_removed=()):
+    """``(deleted, remaining, container_images)`` for the layer table: the images deleted, the snapshot's images
+    that remain, and the images of the containers that remain (their writable layers keep the image's layers)."""
+    deleted_set = set(deleted)
+    removed = set(containers_removed)
+    remaining = [image_id for image_id in plan.image_ids if image_id not in deleted_set]
+    container_images = {c.image_id for c in plan.snapshot.containers if c.id not in removed}
+    return sorted(deleted_set), remaining, container_images
+
+
+def predicted_sets(plan):
+    """``accounting_sets`` for what the plan predicts."""
+    deleted, containers_removed = set(), set()
+    for step in plan.steps:
+        if step.action == "remove_container":
+            containers_removed.add(step.target)
+        else:
+            deleted.update(value for value in step.deleted if value in plan.image_ids)
+    return accounting_sets(plan, deleted, containers_removed)
+
+
+def _released_layers(plan, layers, sets, reported, predicted):
     """The layer chain IDs the run releases: the engine's own list in a real run on a store that reports them,
     otherwise the layers of the deleted images that no remaining image or container needs."""
     if not plan.rules.reports_layers:
         return []
     if not predicted or layers is None:
         return reported
-    deleted_set = set(deleted)
-    removed = set(containers_removed)
-    remaining = [image_id for image_id in plan.image_ids if image_id not in deleted_set]
-    container_images = {c.image_id for c in plan.snapshot.containers if c.id not in removed}
-    return sorted(layers.released(deleted, remaining, container_images))
+    return sorted(layers.released(*sets))
 
 
 @gc_paused
 def build(plan, answers=None, skipped=None, layers=None):
     """The module result: from the plan's predicted answers (``answers`` None: check mode) or the engine's.
 
-    ``skipped`` defaults to the plan's; ``layers`` is the snapshot's ``LayerTable`` (None when not read).
+    ``skipped`` defaults to the plan's; ``layers`` is the snapshot's ``LayerTable`` with the sizes ``space()`` needs
+    (None when not read: the layers are then taken from the ``Parent`` links, ``LayerTable.from_parents``).
     """
     predicted = answers is None
     if predicted:
@@ -135,15 +154,11 @@ def build(plan, answers=None, skipped=None, layers=None):
     untagged = sorted(set(untagged))
     deleted = sorted(set(deleted))
     containers_removed = sorted(set(containers_removed))
-    released = _released_layers(plan, layers, deleted, containers_removed, sorted(set(reported)), predicted)
+    sets = accounting_sets(plan, [i for i in deleted if i in by_id], containers_removed)
+    released = _released_layers(plan, layers, sets, sorted(set(reported)), predicted)
     deleted_set = set(deleted)
-    space = 0
-    for image_id in deleted:
-        image = by_id.get(image_id)
-        if image is None:
-            continue  # an image created after the snapshot (a moved tag): its size is not known
-        parent = by_id.get(image.parent)
-        space += max(0, image.size - (parent.size if parent else 0))
+    # an image created after the snapshot (a moved tag) is not in the table: its size is not known
+    space = (layers if layers is not None else LayerTable.from_parents(snapshot)).space(*sets) if deleted else 0
     selected_set = set(plan.selected)
     touched = list(plan.selected) + [i for i in deleted if i not in selected_set and i in by_id]
     after = apply_answers(snapshot, plan.rules, untagged, deleted, only=set(touched))

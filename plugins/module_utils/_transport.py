@@ -525,6 +525,9 @@ class _UnixCalls:
     def inspect_image(self, image):
         return self._send("GET", f"/images/{_quote(image)}/json", f"inspecting image {image}")
 
+    def history(self, image):
+        return self._send("GET", f"/images/{_quote(image)}/history", f"reading the history of image {image}")
+
     def inspect_images(self, images, stop=None):
         return _inspect_many(self, images, stop)
 
@@ -689,6 +692,9 @@ class _SDKCalls:
     def inspect_image(self, image):
         return self.engine.call(self.engine.client.inspect_image, f"inspecting image {image}", image)
 
+    def history(self, image):
+        return self.engine.call(self.engine.client.history, f"reading the history of image {image}", image)
+
     def inspect_images(self, images, stop=None):
         return _inspect_many(self, images, stop)
 
@@ -700,7 +706,7 @@ def bulk_calls(engine, size):
     """The requests a run sends once per image or container, at most ``size`` at a time (one connection each).
 
     ``remove_image(image, force, noprune)`` (the engine's list of ``Untagged``/``Deleted`` entries),
-    ``remove_container(id)``, ``inspect_image(image)`` and ``inspect_images(images, stop=None)``. Call ``close()``
+    ``remove_container(id)``, ``inspect_image(image)``, ``history(image)`` and ``inspect_images(images, stop=None)``. Call ``close()``
     when done. Objects that are not engines of this module (test fakes) are used as they are.
     """
     if isinstance(engine, _UnixEngine):
@@ -728,7 +734,8 @@ class _Direct:
 
 
 class LayerReader:
-    """Every image's ``RootFS.Layers`` (diff IDs), read in a thread of its own while the plan is being made.
+    """Every image's ``RootFS.Layers`` (diff IDs), read in a thread of its own while the plan is being made, and the
+    history of the few images whose per-layer sizes the space freed needs (``histories``).
 
     ``start()`` sends the inspects (``parallel`` at a time), ``layers()`` waits for them and returns ``{image ID:
     diff IDs}`` (an image deleted meanwhile by another client is left out), ``cancel()`` stops sending when the
@@ -775,6 +782,24 @@ class LayerReader:
                 raise answer
             root = answer.get("RootFS") if isinstance(answer, dict) else None
             found[image_id] = tuple((root if isinstance(root, dict) else {}).get("Layers") or ())
+        return found
+
+    def histories(self, image_ids):
+        """``{image ID: the Size of each history entry, newest first}`` for a few images (the per-layer sizes the
+        listing does not give); an image deleted meanwhile is left out. Engine errors as ``_errors`` exceptions."""
+        calls = bulk_calls(self.engine, 1)
+        found = {}
+        try:
+            for image_id in image_ids:
+                try:
+                    entries = calls.history(image_id)
+                except EngineAPIError as exc:
+                    if exc.status == 404:
+                        continue
+                    raise
+                found[image_id] = [entry.get("Size") or 0 for entry in entries or () if isinstance(entry, dict)]
+        finally:
+            calls.close()
         return found
 
     def cancel(self):

@@ -413,19 +413,24 @@ class ImageRemover:
         return _references.merge(named, selected), list(resolution.not_found)
 
     def layer_reader(self, client, snapshot):
-        """Released layers are only predicted in check mode, on the classic store: the real run reports the
-        engine's answers, and the layers need one inspect per image. The inspects start at once, beside planning."""
-        if not self.module.check_mode or not _planner.rules_for(snapshot.store).reports_layers or not snapshot.images:
+        """Every image's layers, for the released layers and the space the run frees (check mode and real run
+        alike). The inspects start at once, beside planning."""
+        if not snapshot.images:
             return None
         return _transport.LayerReader(client, [image.id for image in snapshot.images], self.params["parallel"]).start()
 
     def plan(self, snapshot, requests, not_found, layer_reader):
-        """The plan (made once), and the layer table when the plan deletes something and the layers were read."""
+        """The plan (made once), and the layer table when the plan deletes something: the layers read, the listed
+        sizes, and the history of the few images whose per-layer sizes the space needs."""
         plan = _planner.plan(snapshot, requests, self.policy(), _planner.rules_for(snapshot.store),
                              not_found=not_found)
         layers = None
         if layer_reader is not None and any(step.deleted for step in plan.steps):
-            layers = _layers.LayerTable.from_diff_ids(layer_reader.layers())
+            layers = _layers.LayerTable.from_diff_ids(layer_reader.layers(),
+                                                      {image.id: image.size for image in snapshot.images})
+            wanted = layers.missing(*_result.predicted_sets(plan))
+            if wanted:
+                layers = layers.with_histories(layer_reader.histories(wanted))
         return plan, layers
 
     def run(self):
@@ -451,7 +456,8 @@ class ImageRemover:
             _selection.check_protected(snapshot, self.params, predicted["deleted"])
             if self.module.check_mode:
                 return self.finish(_selection.annotate(predicted, snapshot, requests, self.kept))
-            result = _executor.apply(client, plan, parallel=self.params["parallel"], warn=self.module.warn)
+            result = _executor.apply(client, plan, parallel=self.params["parallel"], layers=layers,
+                                     warn=self.module.warn)
             differences = _executor.differences(predicted, result, layers_predicted=False)
             if differences:
                 self.module.warn(f"the engine's answers differ from the plan (another client changed images during "
