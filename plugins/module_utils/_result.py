@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Steps or engine answers -> the module result (untagged, deleted, layers, space, images, diff).
+"""Steps or engine answers -> the module result (untagged, deleted, layers, space, images, diff) and its one-line
+summary (``summary``: the module's ``msg``).
 
 ``build(plan)`` reports the answers the plan predicts (check mode); ``build(plan, answers, skipped)`` the answers the
 engine gave (the real run). Both go through the same code, so check mode and the real run cannot drift apart.
@@ -17,6 +18,7 @@ from ansible_collections.janitor.docker.plugins.module_utils._layers import Laye
 from ansible_collections.janitor.docker.plugins.module_utils._planner import gc_paused
 from ansible_collections.janitor.docker.plugins.module_utils._references import split_domain
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import repository_of
+from ansible_collections.janitor.docker.plugins.module_utils._units import human_size
 
 RESULT_KEYS = ("changed", "untagged", "deleted", "deleted_layers", "containers_removed", "skipped_images", "not_found",
                "space_reclaimed", "images", "diff")
@@ -192,3 +194,37 @@ def build(plan, answers=None, skipped=None, layers=None):
         "images": images,
         "diff": diff,
     }
+
+
+_KEPT_WORDS = (
+    ("in use", ("container", "running_container")),
+    ("child images", ("child_images",)),
+    ("multiple repositories", ("multiple_repositories",)),
+    ("excluded", ("excluded",)),
+    ("keep_latest", ("keep_latest",)),
+)
+
+
+def summary(result):
+    """The one-line ``msg`` of a result (after ``_selection.annotate``): ``untagged 4, deleted 1, kept 2 (1 in use,
+    1 excluded), 1.049 MB reclaimed``. Counts of references untagged and images deleted; the selected images left
+    in place (skipped, or kept by ``exclude`` or ``keep_latest``) by why; containers removed and references not
+    found when there are any; the space in decimal units (``_units.human_size``), as the docker CLI writes it."""
+    reasons = [entry.get("reason") or "" for entry in result.get("images") or ()
+               if entry.get("action") in ("skipped", "kept")]
+    details = []
+    for words, names in _KEPT_WORDS:
+        count = sum(1 for reason in reasons if reason in names)
+        if count:
+            details.append(f"{count} {words}")
+    others = len(reasons) - sum(int(part.split(" ", 1)[0]) for part in details)
+    if others:
+        details.append(f"{others} other")
+    parts = [f"untagged {len(result.get('untagged') or ())}", f"deleted {len(result.get('deleted') or ())}",
+             f"kept {len(reasons)}" + (f" ({', '.join(details)})" if details else "")]
+    if result.get("containers_removed"):
+        parts.append(f"removed {len(result['containers_removed'])} container(s)")
+    if result.get("not_found"):
+        parts.append(f"{len(result['not_found'])} not found")
+    parts.append(f"{human_size(result.get('space_reclaimed') or 0)} reclaimed")
+    return ", ".join(parts)

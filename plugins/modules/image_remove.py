@@ -295,13 +295,27 @@ not_found:
   elements: str
 space_reclaimed:
   description:
-    - Bytes reclaimed by the deleted images, computed the same way in check mode and in the real run from the
-      image listing read at the start - for each deleted image, its listed size minus the listed size of its
-      parent image (when it has one), that is the size of the layers it adds. Layers shared with images that
-      have no parent relation are counted for each image that is deleted.
+    - Bytes the removal frees on the engine's disk - the layers that no remaining image and no remaining container
+      needs after the run, each counted once however many deleted images share it, and on the containerd image
+      store also their content (compressed layer blobs, image configs and manifests). This is what the engine's own
+      C(LayersSize) (C(docker system df)) drops by, and on the classic store what C(docker image prune) reports as
+      reclaimed for the same images.
+    - Check mode and the real run compute it the same way, from the layers of every image (C(RootFS.Layers)), their
+      listed sizes and, where released layers meet or end inside other images, the history of one of those images.
+      On the containerd image store the compressed content of a layer inside an image is estimated in proportion
+      to the layer's unpacked size (see C(docs/space.md)).
   returned: always
   type: int
   sample: 1048576
+msg:
+  description:
+    - One line for people, the same in check mode and the real run - references untagged, images deleted, selected
+      images left in place and why (in use by containers, child images, multiple repositories, excluded,
+      keep_latest), containers removed and references not found when there are any, and the space in decimal
+      units as the docker CLI writes them.
+  returned: success
+  type: str
+  sample: untagged 4, deleted 1, kept 2 (1 in use, 1 excluded), 1.049 MB reclaimed
 images:
   description:
     - One entry per selected image, in the order they were named (O(filters) and O(all) - newest first), then
@@ -455,19 +469,22 @@ class ImageRemover:
             predicted = _result.build(plan, layers=layers)
             _selection.check_protected(snapshot, self.params, predicted["deleted"])
             if self.module.check_mode:
-                return self.finish(_selection.annotate(predicted, snapshot, requests, self.kept))
+                return self.finish(_selection.annotate(predicted, snapshot, requests, self.kept), summary=True)
             result = _executor.apply(client, plan, parallel=self.params["parallel"], layers=layers,
                                      warn=self.module.warn)
             differences = _executor.differences(predicted, result, layers_predicted=False)
             if differences:
                 self.module.warn(f"the engine's answers differ from the plan (another client changed images during "
                                  f"the run, or the model missed a case): {differences}")
-            return self.finish(_selection.annotate(result, snapshot, requests, self.kept))
+            return self.finish(_selection.annotate(result, snapshot, requests, self.kept), summary=True)
         finally:
             client.close()
 
-    def finish(self, result):
-        """The result as returned: ``diff`` only in diff mode, as Ansible shows it only then."""
+    def finish(self, result, summary=False):
+        """The result as returned: ``diff`` only in diff mode, as Ansible shows it only then; with ``summary``, the
+        one-line ``msg`` (a failed run's ``msg`` is its error)."""
+        if summary:
+            result["msg"] = _result.summary(result)
         if not self.module._diff:
             result.pop("diff", None)
         return result

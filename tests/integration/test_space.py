@@ -13,6 +13,7 @@ import random
 
 import pytest
 
+from ansible_collections.janitor.docker.plugins.module_utils._units import human_size
 from tests.harness.ansible_runner import run_module
 
 KiB = 1024
@@ -56,6 +57,9 @@ def _compare(fresh_world, engine_kind, args):
     drop = before - _layers_size(engine)
     space = result["space_reclaimed"]
     assert predicted["space_reclaimed"] == space, (args, predicted["deleted"], result["deleted"])
+    assert predicted["msg"] == result["msg"]
+    assert result["msg"].startswith(f"untagged {len(result['untagged'])}, deleted {len(result['deleted'])}, kept ")
+    assert result["msg"].endswith(f", {human_size(space)} reclaimed")
     assert abs(space - drop) <= 0.02 * drop + 64 * KiB, (args, result["deleted"], space, drop)
     if engine_kind != "containerd" and result["deleted"]:
         reclaimed, pruned = _prune_reclaimed(fresh_world, set(result["deleted"]))
