@@ -11,10 +11,21 @@ run on the same state give equal reports apart from ``dry_run`` and ``generated_
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
+
+from ansible_collections.janitor.docker.plugins.module_utils._units import human_size
 
 SEVERITY_RANK = {"critical": 3, "warning": 2, "info": 1}
 COUNTED = ("untagged", "deleted", "skipped", "not_found", "containers_removed", "kept")
+# ConnectionRefusedError(111, 'Connection refused') -> Connection refused
+_EXCEPTION_REPR = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\((?:-?\d+, )?(?P<q>['\"])(?P<text>.*?)(?P=q)\)")
+# why an image stayed, in the words of the console line
+KEPT_WORDS = {"container": "in use", "running_container": "in use", "excluded": "excluded",
+              "keep_latest": "newest", "child_images": "has child images",
+              "multiple_repositories": "in several repositories"}
+RULE_REPORT_KEYS = ("name", "status", "changed", "error", "counts", "space_reclaimed", "untagged", "deleted_images",
+                    "kept", "skipped", "not_found")
 NO_RESULT = "no result from the role: the host was unreachable or failed before the role ran (see the play output)"
 
 
@@ -60,18 +71,19 @@ def _rank(severity) -> int:
 
 
 def _message(result) -> str:
-    """The error message of a failed task result, item messages included for loops."""
+    """The error message of a failed task result as one line; for loops, each distinct item message once, after
+    the labels of the items (rules) that failed with it."""
     if not isinstance(result, Mapping):
-        return str(result) if result else "unknown error"
-    parts = []
+        return _one_line(result) if result else "unknown error"
+    by_text = {}
     for item in _items(result.get("results")):
         if isinstance(item, Mapping) and (item.get("failed") or item.get("unreachable")):
-            label = item.get("_ansible_item_label") or ""
-            text = str(item.get("msg") or "failed")
-            parts.append(f"{label}: {text}" if label else text)
-    if parts:
-        return "; ".join(parts)
-    return str(result.get("msg") or result.get("message") or "unknown error")
+            label = str(item.get("_ansible_item_label") or "")
+            by_text.setdefault(_one_line(item.get("msg") or "failed"), []).append(label)
+    if by_text:
+        return "; ".join(f"{', '.join(l for l in labels if l)}: {text}" if any(labels) else text
+                         for text, labels in by_text.items())
+    return _one_line(result.get("msg") or result.get("message") or "unknown error")
 
 
 def _finding(finding) -> dict:
@@ -102,32 +114,67 @@ def _storage(storage) -> dict:
     return {"checked": True, "highest_severity": str(highest) if highest else None, "findings": findings}
 
 
+def _short(image_id) -> str:
+    """The 12-hex short ID the docker CLI shows."""
+    text = str(image_id or "")
+    return text.split(":", 1)[-1][:12] if text.startswith("sha256:") else text[:12]
+
+
+def _one_line(text) -> str:
+    """An error message as one readable line: the first non-empty line, Python exception reprs such as
+    ``ConnectionRefusedError(111, 'Connection refused')`` shown as their text, spaces collapsed."""
+    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    line = lines[0] if lines else "unknown error"
+    line = _EXCEPTION_REPR.sub(lambda m: m.group("text"), line)
+    line = re.sub(r"\s+", " ", line).strip()
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _images_named(result) -> dict:
+    """Image ID -> its references when the module started, from the result's ``images`` and ``skipped_images``."""
+    names = {}
+    for entry in _items(result.get("images")) + _items(result.get("skipped_images")):
+        if isinstance(entry, Mapping):
+            image = entry.get("id") or entry.get("image")
+            if image:
+                names.setdefault(str(image), sorted(str(r) for r in _items(entry.get("references"))))
+    return names
+
+
 def _rule(rule, result, index: int, ran: bool) -> dict:
     rule = rule if isinstance(rule, Mapping) else {}
     name = str(rule.get("name") or f"rule {index + 1}")
     entry = {"name": name, "status": "not run", "changed": False, "error": None,
              "space_reclaimed": 0, "counts": {k: 0 for k in COUNTED},
-             "untagged": [], "deleted": [], "skipped": [], "not_found": [], "kept": [], "prediction_notes": []}
+             "untagged": [], "deleted": [], "deleted_images": [], "skipped": [], "not_found": [], "kept": [],
+             "prediction_notes": []}
     if not isinstance(result, Mapping):
         entry["status"] = "not run" if not ran else "no result"
         return entry
     if result.get("skipped") and "untagged" not in result:
         entry["status"] = "skipped"
         return entry
+    names = _images_named(result)
     entry["changed"] = bool(result.get("changed"))
     entry["untagged"] = _sorted_unique(result.get("untagged"))
     entry["deleted"] = _sorted_unique(result.get("deleted"))
+    # parents deleted with an image have no entry of their own: no references known, shown by ID
+    entry["deleted_images"] = [{"id": i, "short_id": _short(i), "references": names.get(str(i), [])}
+                               for i in entry["deleted"]]
     entry["not_found"] = _sorted_unique(result.get("not_found"))
     entry["skipped"] = _sorted_unique([
-        {"image": s.get("image"), "references": sorted(str(r) for r in _items(s.get("references"))),
+        {"image": s.get("image"), "short_id": _short(s.get("image")),
+         "references": sorted(str(r) for r in _items(s.get("references"))),
          "reason": s.get("reason"), "containers": sorted(str(c) for c in _items(s.get("containers")))}
-        if isinstance(s, Mapping) else {"image": str(s), "references": [], "reason": None, "containers": []}
+        if isinstance(s, Mapping) else {"image": str(s), "short_id": _short(s), "references": [], "reason": None,
+                                        "containers": []}
         for s in _items(result.get("skipped_images"))
     ])
-    # selected by filters/all but kept by exclude, keep_latest or a container (image_remove's images[].action)
+    # selected by filters/all but kept by exclude or keep_latest (image_remove's images[].action == kept)
     entry["kept"] = _sorted_unique([
-        {"image": i.get("id"), "references": sorted(str(r) for r in _items(i.get("references"))),
-         "reason": i.get("reason")}
+        {"image": i.get("id"), "short_id": _short(i.get("id")),
+         "references": sorted(str(r) for r in _items(i.get("references"))),
+         "reason": i.get("reason"), "detail": i.get("by") or i.get("repository")}
         for i in _items(result.get("images")) if isinstance(i, Mapping) and i.get("action") == "kept"
     ])
     entry["prediction_notes"] = sorted({str(n) for n in _items(result.get("prediction_notes"))})
@@ -142,7 +189,7 @@ def _rule(rule, result, index: int, ran: bool) -> dict:
     }
     if result.get("failed"):
         entry["status"] = "failed"
-        entry["error"] = _message(result)
+        entry["error"] = _one_line(result.get("msg") or "failed")
     else:
         entry["status"] = "ok"
     return entry
@@ -153,7 +200,7 @@ def image_cleanup_host_summary(data) -> dict:
 
     ``data`` keys: ``host``, ``dry_run``, ``storage`` (the storage_info result), ``rules`` (the rules as given),
     ``rule_results`` (the registered loop result of the image_remove task), ``failure`` (``{task, result}`` from
-    the rescue, or empty).
+    the rescue, or empty), ``unused_connection_vars`` (names of connection-like variables the role ignored).
     """
     data = data if isinstance(data, Mapping) else {}
     data = _plain(dict(data))
@@ -178,6 +225,9 @@ def image_cleanup_host_summary(data) -> dict:
         "status": "failed" if error else "ok",
         "changed": any(e["changed"] for e in entries),
         "error": error,
+        "warnings": [f"variable {name} looks like a connection option but the role does not read it "
+                     "(it reads image_cleanup_docker_host, image_cleanup_tls, ... and docker_host)"
+                     for name in sorted({str(n) for n in _items(data.get("unused_connection_vars"))})],
         "storage": _storage(data.get("storage")),
         "rules": entries,
         "totals": totals,
@@ -186,6 +236,12 @@ def image_cleanup_host_summary(data) -> dict:
         "skipped": skipped,
         "not_found": not_found,
     }
+
+
+def _no_result_host(name: str) -> dict:
+    return {"host": name, "status": "failed", "changed": False, "error": {"task": None, "message": NO_RESULT},
+            "warnings": [], "counts": {k: 0 for k in COUNTED}, "space_reclaimed": 0, "highest_severity": None,
+            "untagged": [], "deleted": [], "rules": []}
 
 
 def image_cleanup_fleet_report(summaries, hosts, dry_run=False, generated_at=None) -> dict:
@@ -204,9 +260,7 @@ def image_cleanup_fleet_report(summaries, hosts, dry_run=False, generated_at=Non
         summary = by_host[name]
         if summary is None:
             failed.append({"host": name, "task": None, "error": NO_RESULT})
-            per_host.append({"host": name, "status": "failed", "changed": False, "counts": {k: 0 for k in COUNTED},
-                             "space_reclaimed": 0, "highest_severity": None, "untagged": [], "deleted": [],
-                             "rules": []})
+            per_host.append(_no_result_host(name))
             continue
         counts = {k: summary["totals"][k] for k in COUNTED}
         for key in COUNTED:
@@ -216,13 +270,14 @@ def image_cleanup_fleet_report(summaries, hosts, dry_run=False, generated_at=Non
             "host": name,
             "status": summary["status"],
             "changed": summary["changed"],
+            "error": summary["error"],
+            "warnings": summary.get("warnings", []),
             "counts": counts,
             "space_reclaimed": summary["totals"]["space_reclaimed"],
             "highest_severity": summary["storage"]["highest_severity"],
             "untagged": summary["untagged"],
             "deleted": summary["deleted"],
-            "rules": [{"name": r["name"], "status": r["status"], "changed": r["changed"], "counts": r["counts"],
-                       "space_reclaimed": r["space_reclaimed"]} for r in summary["rules"]],
+            "rules": [{k: r.get(k) for k in RULE_REPORT_KEYS} for r in summary["rules"]],
         })
         skipped.extend(dict(s, host=name) for s in summary["skipped"])
         not_found.extend(dict(n, host=name) for n in summary["not_found"])
@@ -262,15 +317,6 @@ def image_cleanup_fleet_report(summaries, hosts, dry_run=False, generated_at=Non
     }
 
 
-def _bytes(value) -> str:
-    size = float(_int(value))
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{int(size)} B"  # pragma: no cover
-
-
 def image_cleanup_finding_lines(findings) -> list:
     """Storage findings as lines, most severe first: ``[CRITICAL] id: message``, then its remedy, one entry a line."""
     lines = []
@@ -281,14 +327,39 @@ def image_cleanup_finding_lines(findings) -> list:
     return lines
 
 
-def _counts_text(counts: dict, space: int) -> str:
-    return (f"untagged {counts['untagged']}, deleted {counts['deleted']}, skipped {counts['skipped']}, "
-            f"kept {counts['kept']}, not found {counts['not_found']}, "
-            f"containers removed {counts['containers_removed']}, space reclaimed {_bytes(space)}")
+def _kept_text(rule: Mapping) -> str:
+    """``kept 3 (2 in use, 1 excluded)``: the images a rule selected that stay, skipped or kept, by reason."""
+    reasons = {}
+    for entry in _items(rule.get("skipped")) + _items(rule.get("kept")):
+        word = KEPT_WORDS.get(str(entry.get("reason")), str(entry.get("reason") or "other"))
+        reasons[word] = reasons.get(word, 0) + 1
+    total = sum(reasons.values())
+    detail = ", ".join(f"{n} {word}" for word, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"kept {total} ({detail})" if total else "kept 0"
+
+
+def image_cleanup_rule_line(rule) -> str:
+    """One rule's outcome in one line: ``untagged 4, deleted 1, kept 2 (1 in use, 1 excluded), 19 B reclaimed``."""
+    rule = rule if isinstance(rule, Mapping) else {}
+    status = rule.get("status")
+    if status not in ("ok", "failed"):
+        return str(status or "not run")
+    counts = rule.get("counts") or {}
+    parts = [f"untagged {counts.get('untagged', 0)}", f"deleted {counts.get('deleted', 0)}", _kept_text(rule)]
+    if counts.get("not_found"):
+        parts.append(f"not found {counts['not_found']}")
+    if counts.get("containers_removed"):
+        parts.append(f"containers removed {counts['containers_removed']}")
+    parts.append(f"{human_size(_int(rule.get('space_reclaimed')))} reclaimed")
+    text = ", ".join(parts)
+    if rule.get("error"):
+        text += f"; FAILED: {rule['error']}"
+    return text
 
 
 def image_cleanup_summary_lines(summary) -> list:
-    """A host summary (from image_cleanup_host_summary) as lines for the play output."""
+    """A host summary (from image_cleanup_host_summary) as short lines for the play output: the dry-run mark, the
+    error, the storage check, one line per rule. The details are in the fleet report."""
     summary = _plain(summary) if isinstance(summary, Mapping) else {}
     if not summary:
         return ["no summary"]
@@ -297,38 +368,19 @@ def image_cleanup_summary_lines(summary) -> list:
         lines.append("DRY RUN (check mode): nothing was removed; these are the results the real run would give.")
     if summary.get("error"):
         lines.append(f"FAILED in '{summary['error']['task']}': {summary['error']['message']}")
+    lines.extend(f"WARNING: {w}" for w in summary.get("warnings", []))
     storage = summary["storage"]
     if storage["checked"]:
-        lines.append(f"storage: {len(storage['findings'])} finding(s), highest severity "
-                     f"{storage['highest_severity'] or 'none'}")
-        # the remedies were shown by the storage check already: one line per finding here
-        lines.extend(f"  {line}" for line in image_cleanup_finding_lines(storage["findings"]) if line.startswith("["))
+        ids = ", ".join(f"{f['id']} ({f['severity']})" for f in storage["findings"])
+        lines.append(f"storage: highest severity {storage['highest_severity'] or 'none'}" + (f": {ids}" if ids else ""))
     else:
         lines.append("storage: not checked")
-    for rule in summary["rules"]:
-        if rule["status"] in ("ok", "failed"):
-            text = _counts_text(rule["counts"], rule["space_reclaimed"])
-            if rule["error"]:
-                text += f"; FAILED: {rule['error']}"
-        else:
-            text = rule["status"]
-        lines.append(f"rule '{rule['name']}': {text}")
-    lines.append("total: " + _counts_text(summary["totals"], summary["totals"]["space_reclaimed"]))
-    for skipped in summary["skipped"]:
-        refs = ", ".join(skipped["references"]) or "no references"
-        text = f"skipped {skipped['image']} ({refs}) by rule '{skipped['rule']}': {skipped['reason']}"
-        if skipped["containers"]:
-            text += f" (containers: {', '.join(skipped['containers'])})"
-        lines.append(text)
-    for missing in summary["not_found"]:
-        lines.append(f"not found {missing['image']} (rule '{missing['rule']}')")
-    for rule in summary["rules"]:
-        lines.extend(f"prediction note (rule '{rule['name']}'): {note}" for note in rule.get("prediction_notes", []))
+    lines.extend(f"rule '{rule['name']}': {image_cleanup_rule_line(rule)}" for rule in summary["rules"])
     return lines
 
 
 class FilterModule:
-    """janitor.docker.image_cleanup_* filters."""
+    """janitor.docker.image_cleanup_* filters and human_size."""
 
     def filters(self):
         return {
@@ -336,4 +388,6 @@ class FilterModule:
             "image_cleanup_fleet_report": image_cleanup_fleet_report,
             "image_cleanup_finding_lines": image_cleanup_finding_lines,
             "image_cleanup_summary_lines": image_cleanup_summary_lines,
+            "image_cleanup_rule_line": image_cleanup_rule_line,
+            "human_size": human_size,
         }

@@ -109,8 +109,8 @@ class PlaybookRun:
 
 def run_playbook(playbook: str | Path, inventory: str = "localhost,", check: bool = False, diff: bool = False,
                  extra_vars: dict | None = None, env: dict | None = None, args: tuple[str, ...] = (),
-                 timeout: float = 600) -> PlaybookRun:
-    """Run ``ansible-playbook`` (a path, or a collection playbook name) and collect every task result."""
+                 timeout: float = 600, cwd: str | Path | None = None) -> PlaybookRun:
+    """Run ``ansible-playbook`` (a path, or a collection playbook name) in ``cwd`` and collect every task result."""
     with tempfile.TemporaryDirectory(prefix="jd-play-") as tmp:
         results_file = Path(tmp) / "results.jsonl"
         cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory, str(playbook)]
@@ -123,7 +123,7 @@ def run_playbook(playbook: str | Path, inventory: str = "localhost,", check: boo
         if extra_vars:
             cmd += ["-e", json.dumps(extra_vars)]
         cmd += list(args)
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd,
                               env=ansible_env({**(env or {}), "JANITOR_RESULTS_FILE": str(results_file)}))
         results = []
         if results_file.exists():

@@ -2,8 +2,9 @@
 
 Three inventory hosts (local connection, each with its own ``docker_host``): ``alpha`` on the legacy engine,
 ``bravo`` on the classic one and ``charlie`` on the containerd one, which is also given the storage facts of a
-devicemapper loop-lvm daemon (a copy of a real ``docker info``), so its storage check is critical and its rules
-never run. The same playbook runs as a dry run, for real, again (idempotent), and once more with one daemon
+devicemapper loop-lvm daemon (a copy of a real ``docker info``), so its storage check is critical: its rules run
+(removing unused images is what the finding's remedy asks for) and the host fails afterwards. The same playbook
+runs as a dry run, for real, again (idempotent), and once more with one daemon
 killed and one host unreachable.
 """
 
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ansible_collections.janitor.docker.plugins.filter.image_cleanup import image_cleanup_rule_line as rule_line
+from ansible_collections.janitor.docker.plugins.module_utils._units import human_size
 from tests.harness.ansible_runner import run_playbook
 from tests.harness.images import ImageFactory
 
@@ -145,8 +148,8 @@ def test_real_run_removes_what_the_rules_say(runs, fleet):
         assert after[host]["images"][ids[host]["web2"]] == ["shop/web:2", "shop/web:stable"]
     assert ids["alpha"]["old"] in after["alpha"]["images"]  # used by a container: skipped
     assert ids["bravo"]["old"] not in after["bravo"]["images"]
-    # charlie's storage check is critical: none of its rules ran
-    assert after["charlie"] == runs["before"]["charlie"]
+    # charlie's storage check is critical: the default gate (after_rules) runs its rules first, then fails it
+    assert ids["charlie"]["web1"] not in after["charlie"]["images"] and ids["charlie"]["old"] not in after["charlie"]["images"]
 
 
 def test_report_contents(runs, fleet):
@@ -161,14 +164,15 @@ def test_report_contents(runs, fleet):
         assert per_host[host]["counts"]["kept"] >= 1  # shop/web:2, the newest, by keep_latest
     assert per_host["charlie"]["status"] == "failed"
     assert per_host["charlie"]["highest_severity"] == "critical"
-    assert all(r["status"] == "not run" for r in per_host["charlie"]["rules"])
+    assert [r["status"] for r in per_host["charlie"]["rules"]] == ["ok", "ok", "ok"]
+    assert per_host["charlie"]["counts"]["deleted"] >= 3
     assert report["totals"]["space_reclaimed"] == sum(h["space_reclaimed"] for h in report["per_host"]) > 0
     assert report["totals"]["deleted"] == sum(h["counts"]["deleted"] for h in report["per_host"]) >= 4
 
     skipped = [s for s in report["skipped"] if s["host"] == "alpha"]
     assert [s["image"] for s in skipped] == [fleet["ids"]["alpha"]["old"]]
     assert skipped[0]["rule"] == "retired tools" and skipped[0]["reason"] and skipped[0]["containers"]
-    assert {(n["host"], n["image"]) for n in report["not_found"]} == {("alpha", "shop/gone:9"), ("bravo", "shop/gone:9")}
+    assert {(n["host"], n["image"]) for n in report["not_found"]} == {(h, "shop/gone:9") for h in HOSTS}
 
     ranks = {"critical": 3, "warning": 2, "info": 1}
     severities = [ranks[f["severity"]] for f in report["findings"]]
@@ -178,9 +182,33 @@ def test_report_contents(runs, fleet):
     assert "### Remedies" in markdown
 
     assert [f["host"] for f in report["failed_hosts"]] == ["charlie"]
-    assert "storage" in report["failed_hosts"][0]["error"]
+    assert "storage" in report["failed_hosts"][0]["error"] and "after the cleanup rules" in report["failed_hosts"][0]["error"]
     for text in ("# Docker image cleanup report", "| charlie | failed |", "critical", "tools/old:1"):
         assert text in markdown
+
+
+def test_markdown_lists_each_rule_by_name_and_short_id_in_decimal_units(runs, fleet):
+    """Issue 19 item 7: fleet totals first, per host and rule what was untagged, deleted, kept, with the reason;
+    12-hex short IDs; sizes like the docker CLI (the JSON keeps bytes)."""
+    report, markdown = runs["done"]
+    assert markdown.index("## Fleet totals") < markdown.index("## Failed hosts") < markdown.index("## Hosts")
+    alpha = markdown[markdown.index("### alpha"):markdown.index("### bravo")]
+    web1 = fleet["ids"]["alpha"]["web1"].split(":")[1]
+    old = fleet["ids"]["alpha"]["old"].split(":")[1]
+    assert f"  - deleted `{web1[:12]}` shop/web:1" in alpha
+    assert "  - untagged shop/web:1" in alpha
+    assert f"  - kept `{old[:12]}` tools/old:1: container" in alpha
+    assert "shop/web:2, shop/web:stable: keep_latest (shop/web)" in alpha
+    assert "  - not found shop/gone:9" in alpha
+    assert web1 not in markdown  # never the 64-hex ID
+    per_host = {h["host"]: h for h in report["per_host"]}
+    space = per_host["alpha"]["space_reclaimed"]
+    assert isinstance(space, int) and space > 0
+    assert f"| {human_size(space)} |" in markdown
+    rule = per_host["alpha"]["rules"][0]
+    assert f"- rule **retired tools**: {rule_line(rule)}" in alpha
+    for binary in ("MiB", "KiB", "Bytes"):
+        assert binary not in markdown
 
 
 def test_failed_host_is_marked_failed_and_others_finish(runs):

@@ -39,9 +39,13 @@ def test_host_summary_counts_and_sorts():
     assert summary["deleted"] == ["sha256:aa", "sha256:bb"]
     assert summary["totals"] == {"untagged": 2, "deleted": 2, "skipped": 1, "not_found": 1,
                                  "containers_removed": 0, "kept": 1, "space_reclaimed": 300}
-    assert summary["rules"][0]["kept"] == [{"image": "sha256:dd", "references": ["d:2"], "reason": "keep_latest"}]
-    assert summary["skipped"] == [{"image": "sha256:cc", "references": ["c:1", "z:1"], "reason": "container",
-                                   "containers": ["c1", "c2"], "rule": "old"}]
+    assert summary["rules"][0]["kept"] == [{"image": "sha256:dd", "short_id": "dd", "references": ["d:2"],
+                                            "reason": "keep_latest", "detail": None}]
+    assert summary["skipped"] == [{"image": "sha256:cc", "short_id": "cc", "references": ["c:1", "z:1"],
+                                   "reason": "container", "containers": ["c1", "c2"], "rule": "old"}]
+    # deleted images by name where the result names them, by ID alone where not (a parent deleted with them)
+    assert summary["rules"][0]["deleted_images"] == [{"id": "sha256:aa", "short_id": "aa", "references": ["a:1"]},
+                                                     {"id": "sha256:bb", "short_id": "bb", "references": []}]
     assert summary["not_found"] == [{"rule": "old", "image": "gone:1"}]
     assert [r["status"] for r in summary["rules"]] == ["ok", "ok"]
 
@@ -116,13 +120,52 @@ def test_lines():
     summary = _host("h", dry_run=True, results=results)
     assert summary["rules"][0]["prediction_notes"] == ["parents vary"]
     text = f.image_cleanup_summary_lines(summary)
-    assert text[0].startswith("DRY RUN")
-    assert "rule 'old': untagged 0, deleted 1, skipped 0, kept 0, not found 0, containers removed 0, " \
-           "space reclaimed 2.5 MB" in text
-    assert text[-1] == "prediction note (rule 'old'): parents vary"
+    assert text == ["DRY RUN (check mode): nothing was removed; these are the results the real run would give.",
+                    "storage: highest severity none",
+                    "rule 'old': untagged 0, deleted 1, kept 0, 2.5 MB reclaimed",
+                    "rule 'dangling': untagged 0, deleted 0, kept 0, 0 B reclaimed"]
     assert f.image_cleanup_summary_lines({}) == ["no summary"]
 
 
+def test_rule_line_counts_kept_images_by_reason_in_decimal_units():
+    """The console's one line per rule (issue 19 item 9), sizes like the docker CLI (item 7)."""
+    result = _rule_result(
+        untagged=["a:1", "a:2", "b:1", "c:1"], deleted=["sha256:" + "1" * 64], space_reclaimed=19,
+        skipped_images=[{"image": "sha256:" + "2" * 64, "references": [], "reason": "container", "containers": ["c"]}],
+        images=[{"id": "sha256:" + "3" * 64, "references": ["x:stable"], "action": "kept", "reason": "excluded",
+                 "by": "*:stable"}], not_found=["gone:1"], containers_removed=["c9"])
+    rule = _host("h", results=[result, _rule_result(changed=False, space_reclaimed=130_140_000)])["rules"]
+    assert f.image_cleanup_rule_line(rule[0]) == ("untagged 4, deleted 1, kept 2 (1 excluded, 1 in use), not found 1, "
+                                                  "containers removed 1, 19 B reclaimed")
+    assert f.image_cleanup_rule_line(rule[1]) == "untagged 0, deleted 0, kept 0, 130.1 MB reclaimed"
+    assert rule[0]["kept"][0]["short_id"] == "3" * 12 and rule[0]["kept"][0]["detail"] == "*:stable"
+    assert f.image_cleanup_rule_line({"status": "not run"}) == "not run"
+    assert f.human_size(34_100_000) == "34.1 MB" and f.human_size(0) == "0 B"
+
+
+def test_errors_are_one_readable_line_each_message_once():
+    """No Python tuples and no message repeated per rule (issue 19 item 7)."""
+    refused = ("Cannot connect to the Docker daemon at unix:///tmp/x.sock: "
+               "ConnectionRefusedError(111, 'Connection refused')\nTraceback (most recent call last): ...")
+    results = [{"failed": True, "msg": refused, "_ansible_item_label": name} for name in ("old", "dangling")]
+    failure = {"task": "Apply each cleanup rule", "result": {"failed": True, "msg": "One or more items failed",
+                                                             "results": results}}
+    summary = _host("h", results=results, failure=failure)
+    one = "Cannot connect to the Docker daemon at unix:///tmp/x.sock: Connection refused"
+    assert summary["error"]["message"] == f"old, dangling: {one}"
+    assert summary["rules"][0]["error"] == one
+    report = f.image_cleanup_fleet_report([summary], ["h"])
+    assert report["failed_hosts"] == [{"host": "h", "task": "Apply each cleanup rule", "error": f"old, dangling: {one}"}]
+    assert report["per_host"][0]["rules"][0]["error"] == one
+
+
+def test_unused_connection_variables_become_warnings():
+    summary = f.image_cleanup_host_summary({"host": "h", "rules": [], "unused_connection_vars": ["tls", "docker_cert_path"]})
+    assert [w.split()[1] for w in summary["warnings"]] == ["docker_cert_path", "tls"]
+    assert f.image_cleanup_summary_lines(summary)[0].startswith("WARNING: variable docker_cert_path")
+
+
 def test_filter_module_lists_the_filters():
-    assert sorted(f.FilterModule().filters()) == ["image_cleanup_finding_lines", "image_cleanup_fleet_report",
-                                                  "image_cleanup_host_summary", "image_cleanup_summary_lines"]
+    assert sorted(f.FilterModule().filters()) == ["human_size", "image_cleanup_finding_lines",
+                                                  "image_cleanup_fleet_report", "image_cleanup_host_summary",
+                                                  "image_cleanup_rule_line", "image_cleanup_summary_lines"]
