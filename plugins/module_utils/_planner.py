@@ -35,7 +35,8 @@ REASON_REPOSITORIES = "multiple_repositories"
 
 @dataclass(frozen=True)
 class StoreRules:
-    """How one kind of image store differs, as data for the simulation (see docs/engine-rules.md)."""
+    """How one kind of image store differs, as data for the simulation (see docs/image-remove.md; how each
+    store resolves a reference is ``_references.ResolutionRules``)."""
 
     kind: str
     child_conflict: bool  # deleting an image with children is a hard conflict (classic)
@@ -134,6 +135,7 @@ class Plan:
     selected: list  # image IDs selected by the requests, in order
     image_ids: frozenset  # every image ID of the snapshot
     final_state: object = field(default=None, repr=False, compare=False)  # the simulation's _State after the run
+    origin: dict = field(default_factory=dict)  # image ID -> (rule, given) of the first request naming it
 
     @property
     def after(self):
@@ -560,8 +562,11 @@ def gc_paused(function):
 
 
 @gc_paused
-def plan(snapshot, requests, policy=None, rules=None, not_found=()):
-    """The Plan for removing ``requests`` (one merged, de-duplicated list) from ``snapshot``."""
+def plan(snapshot, requests, policy=None, rules=None, not_found=(), protected=None):
+    """The Plan for removing ``requests`` (one merged, de-duplicated list) from ``snapshot``.
+
+    ``protected``: {image ID: why} of images no step may delete (``exclude``); a plan that would delete one (the
+    prune of an untagged parent) is refused with a JanitorError before anything is removed."""
     policy = policy or Policy()
     for value in (policy.containers, policy.rule_containers):
         if value not in POLICIES:
@@ -640,10 +645,23 @@ def plan(snapshot, requests, policy=None, rules=None, not_found=()):
             skipped_ids.add(request.image_id)
     # a child-images skip recorded for an image a later step deleted after all is no skip
     skipped = [s for s in skipped if not (s["reason"] == REASON_CHILDREN and s["image"] not in state.images)]
+    if protected:
+        _refuse_protected(steps, protected)
+    origin = {}
+    for request in unique:
+        origin.setdefault(request.image_id, (request.rule, request.given))
     return Plan(snapshot=snapshot, rules=rules, policy=policy, steps=steps, skipped=skipped,
                 not_found=list(not_found), selected=selected,
                 image_ids=frozenset(image.id for image in snapshot.images),
-                final_state=state)
+                final_state=state, origin=origin)
+
+
+def _refuse_protected(steps, protected):
+    hit = _unique(image_id for step in steps for image_id in step.deleted if image_id in protected)
+    if hit:
+        raise JanitorError("the removal would delete images that exclude protects, as untagged parents of removed "
+                           "images (prune): " + ", ".join(f"{i} (exclude {protected[i]})" for i in hit)
+                           + "; nothing was removed. Set prune: false to keep untagged parents", images=hit)
 
 
 def _unique(values):

@@ -47,7 +47,6 @@ FILTER_NAMES = ("before", "dangling", "label", "label!", "reference", "since", "
 KEPT_EXCLUDED = "excluded"
 KEPT_LATEST = "keep_latest"
 
-_HEX = re.compile(r"^(?:sha256:)?([0-9a-f]{1,64})$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
                  "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -64,31 +63,12 @@ DURATION_FORMS = ("a duration such as 240h, 90m, 1h30m, 10d or 2w; a timestamp s
                   "or Unix seconds such as 1714564800")
 
 
-# -- references -----------------------------------------------------------------------------------------------
-def familiar(reference, default_tag=True):
-    """The engine's short form of a reference: ``docker.io/library/busybox`` -> ``busybox:latest``
-    (``busybox`` without ``default_tag``)."""
-    name, at, digest = reference.partition("@")
-    for prefix in ("docker.io/", "index.docker.io/", "registry-1.docker.io/"):
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-            if name.startswith("library/") and name.count("/") == 1:
-                name = name[len("library/"):]
-            break
-    else:
-        if name.startswith("library/") and name.count("/") == 1:
-            name = name[len("library/"):]
-    slash = name.rfind("/")
-    if default_tag and name.rfind(":") <= slash and not at:
-        name += ":latest"
-    return name + at + digest
-
-
+# -- exclude and globs -------------------------------------------------------------------------------------
 def _check_exclude(text):
     """Refuse an ``exclude`` entry that can never match: it would protect nothing while the user believes it does."""
     if any(c.isspace() for c in text):
         raise JanitorError(f"exclude: {text!r} can never match an image (references and IDs hold no spaces)")
-    if _is_glob(text) or _HEX.match(text):
+    if _is_glob(text) or _references.HEX_RE.match(text):
         return
     try:
         _references.parse(text)
@@ -97,12 +77,23 @@ def _check_exclude(text):
                            f"protect nothing ({exc.message})") from exc
 
 
+def _exclude_key(text):
+    """The reference (``app:1``, ``app@sha256:...``) or repository (``app``) an exclude entry names, in the form the
+    snapshot lists it, or None for a hex string that is no valid name (an ID)."""
+    try:
+        reference = _references.parse(text)
+    except JanitorError:
+        return None
+    return reference.familiar()
+
+
 def _is_glob(text):
     return any(c in text for c in "*?[\\")
 
 
-def compile_glob(pattern, option="filters.reference"):
-    """A compiled regex matching what Go's ``path.Match(pattern, s)`` matches; JanitorError on a bad pattern."""
+def compile_glob(pattern, option="filters.reference", cross_slash=False):
+    """A compiled regex matching what Go's ``path.Match(pattern, s)`` matches; JanitorError on a bad pattern.
+    ``cross_slash``: ``*`` and ``?`` match ``/`` too (only to explain a pattern that matches nothing)."""
     out = []
     i = 0
     n = len(pattern)
@@ -116,10 +107,10 @@ def compile_glob(pattern, option="filters.reference"):
     while i < n:
         c = pattern[i]
         if c == "*":
-            out.append("[^/]*")
+            out.append(".*" if cross_slash else "[^/]*")
             i += 1
         elif c == "?":
-            out.append("[^/]")
+            out.append("." if cross_slash else "[^/]")
             i += 1
         elif c == "\\":
             if i + 1 >= n:
@@ -315,8 +306,13 @@ class _Policy:
             self.exclude.append(text)
         self.exclude_rx = [(text, compile_glob(text, "exclude")) for text in self.exclude if _is_glob(text)]
         # a name without tag protects every reference in that repository, as reference= would select them all
-        self.exclude_refs = {familiar(text, default_tag=False): text for text in self.exclude if not _is_glob(text)}
-        self.exclude_hex = [(text, _HEX.match(text).group(1)) for text in self.exclude if _HEX.match(text)]
+        self.exclude_refs = {}
+        for text in self.exclude:
+            if not _is_glob(text):
+                key = _exclude_key(text)
+                if key is not None:
+                    self.exclude_refs[key] = text
+        self.exclude_hex = [text for text in self.exclude if _references.HEX_RE.match(text)]
 
     @property
     def active(self):
@@ -349,51 +345,21 @@ class _Index:
         for image in snapshot.images:
             if image.parent:
                 self.child_count[image.parent] = self.child_count.get(image.parent, 0) + 1
-        self.by_reference = {}
-        for image in snapshot.images:
-            for ref in image.references:
-                self.by_reference.setdefault(ref, image)
-        self._hex_ids = None
 
     def intermediate(self, image):
         """Untagged and a parent: hidden from ``docker images`` and left to ``prune`` of its last child."""
         return not image.references and self.child_count.get(image.id, 0) > 0
 
-    def hex_ids(self):
-        if self._hex_ids is None:
-            self._hex_ids = sorted((image.id.split(":", 1)[-1], image.id) for image in self.snapshot.images)
-        return self._hex_ids
 
-    def resolve(self, text, option):
-        """The image named by an ID, ID prefix or reference (the engine's order); JanitorError if none or several."""
-        image = self.by_reference.get(familiar(text))
-        if image is None and "@" not in text and ":" not in text.rsplit("/", 1)[-1]:
-            image = self.by_reference.get(text)
-        if image is not None:
-            return image
-        match = _HEX.match(text)
-        if match:
-            found = self.ids_with_prefix(match.group(1))
-            if len(found) == 1:
-                return self.by_id[found[0]]
-            if len(found) > 1:
-                raise JanitorError(f"{option}: the ID prefix {text!r} matches several images: {', '.join(found)}")
+def _named_image(snapshot, text, option):
+    """The image ``before``/``since`` names (a reference, ID or ID prefix, resolved as the engine resolves it)."""
+    try:
+        found = _references.find_image(snapshot, text)
+    except JanitorError as exc:
+        raise JanitorError(f"{option}: {exc.message}") from exc
+    if found is None:
         raise JanitorError(f"{option}: no such image {text!r}")
-
-    def ids_with_prefix(self, prefix):
-        ids = self.hex_ids()
-        lo, hi = 0, len(ids)
-        while lo < hi:  # first index >= prefix
-            mid = (lo + hi) // 2
-            if ids[mid][0] < prefix:
-                lo = mid + 1
-            else:
-                hi = mid
-        found = []
-        while lo < len(ids) and ids[lo][0].startswith(prefix):
-            found.append(ids[lo][1])
-            lo += 1
-        return found
+    return snapshot.by_id()[found[0]]
 
 
 def _label_ok(image, checks, negate):
@@ -423,9 +389,8 @@ def _excluded_by(image, policy):
         for key in (ref, repository_of(ref)):
             if key in policy.exclude_refs:
                 return policy.exclude_refs[key]
-    hex_id = image.id.split(":", 1)[-1]
-    for text, prefix in policy.exclude_hex:
-        if hex_id.startswith(prefix):
+    for text in policy.exclude_hex:
+        if _references.is_id_prefix(image.id, text):
             return text
     for text, rx in policy.exclude_rx:
         if any(rx.match(ref) or rx.match(repository_of(ref)) for ref in image.references):
@@ -441,20 +406,21 @@ def _entry(image, rule, reason, given, **extra):
 
 
 def select(snapshot, params, now=None):
-    """``(requests, kept)`` for the selection options in ``params``.
+    """``(requests, kept)`` for the rule options in ``params`` (``filters``, ``exclude``, ``keep_latest``, ``all``).
 
     ``requests``: ``Request`` objects (kind ``reference`` for the ``reference`` filter, else ``id``), newest image
     first. ``kept``: dicts ``{id, references, rule, reason, given}`` for images the filters selected but that stay:
     reason ``excluded`` (with ``by``), ``keep_latest`` (with ``repository``) or ``container`` (``all``: in use).
     """
-    if now is None:
-        now = time.time()
-    policy = _Policy(params, now)
+    return _select(snapshot, _Policy(params, time.time() if now is None else now))
+
+
+def _select(snapshot, policy):
     if not policy.active:
         return [], []
     index = _Index(snapshot)
-    before = index.resolve(policy.before, "filters.before").created if policy.before else None
-    since = index.resolve(policy.since, "filters.since").created if policy.since else None
+    before = _named_image(snapshot, policy.before, "filters.before").created if policy.before else None
+    since = _named_image(snapshot, policy.since, "filters.since").created if policy.since else None
     rule = "filters" if policy.filters else "all"
     given = policy.describe()
     # containerd: a parent is no obstacle to deleting an untagged intermediate image, so prune -a takes them too
@@ -536,44 +502,86 @@ def _keep_latest(selected, count):
     return remaining, latest
 
 
-def protect(snapshot, requests, params):
-    """Drop the requests (from ``images`` or anywhere) that ``exclude`` protects: ``(requests, kept)``."""
-    policy = _Policy({"exclude": params.get("exclude")}, 0)
-    if not policy.exclude:
-        return list(requests), []
-    index = _Index(snapshot)
-    out = []
-    kept = {}
-    for request in requests:
-        image = index.by_id.get(request.image_id)
-        protector = _excluded_by(image, policy) if image is not None else None
-        if protector is None:
-            out.append(request)
-        elif image.id not in kept:
-            kept[image.id] = _entry(image, request.rule, KEPT_EXCLUDED, request.given, by=protector)
-    return out, list(kept.values())
+def slash_warnings(snapshot, policy):
+    """A warning for each ``exclude`` glob or ``reference`` pattern that matches no image but would match one if
+    ``*`` and ``?`` crossed ``/`` (``*:stable`` and ``registry.example.com/shop/web:stable``), naming the pattern
+    and one such reference. A pattern that simply has nothing to match today is normal: no warning."""
+    patterns = [("filters.reference", p) for p in policy.patterns] + [("exclude", t) for t, _rx in policy.exclude_rx]
+    patterns = [(option, pattern) for option, pattern in patterns if "*" in pattern or "?" in pattern]
+    if not patterns:
+        return []
+    refs = sorted({ref for image in snapshot.images for ref in image.references})
+    warnings = []
+    for option, pattern in patterns:
+        if any(reference_matches([compile_glob(pattern, option)], ref) for ref in refs):
+            continue
+        wide = compile_glob(pattern, option, cross_slash=True)
+        example = next((ref for ref in refs if reference_matches([wide], ref)), None)
+        if example is not None:
+            warnings.append(f"{option}: {pattern!r} matches no image: * and ? do not match '/' (as in docker images "
+                            f"--filter reference=), so it does not match {example!r}; write the path parts out "
+                            f"(for example one */ per path level) to match such images")
+    return warnings
 
 
-def validate(params, now=None):
-    """Every error in the selection options that needs no snapshot (before connecting)."""
-    _Policy(params, time.time() if now is None else now)
+class Selected:
+    """What a selection chose on one snapshot: ``requests`` (``images`` first, then the rules, de-duplicated),
+    ``kept`` (images a rule or ``images`` selected that stay: ``excluded``, ``keep_latest``), ``not_found`` (the
+    ``images`` entries that name nothing), ``protected`` ({image ID: the exclude entry}, for the planner: no
+    path may delete them, not even the prune of an untagged parent) and ``warnings`` (patterns that match nothing
+    only because ``*`` stops at ``/``)."""
+
+    def __init__(self, requests, kept, not_found, protected, warnings=()):
+        self.requests = list(requests)
+        self.kept = list(kept)
+        self.not_found = list(not_found)
+        self.protected = dict(protected)
+        self.warnings = list(warnings)
 
 
-def annotate(result, snapshot, requests, kept):
-    """Name, in ``result["images"]``, the rule that selected each image and why it was skipped, and add the images
-    the selection kept (``action: kept``). Check mode and the real run go through here alike."""
-    by_id = snapshot.by_id()
-    first = {}
-    for request in requests:
-        first.setdefault(request.image_id, request)
+class Selection:
+    """The selection options (``images``, ``tag``, ``filters``, ``exclude``, ``keep_latest``, ``all``), validated
+    once from the module parameters before connecting; ``resolve(snapshot)`` applies them to a snapshot."""
+
+    def __init__(self, params, now=None):
+        self.values = list(params.get("images") or [])
+        self.tag = params.get("tag", "latest")
+        _references.validate(self.values, default_tag=self.tag)
+        self.policy = _Policy(params, time.time() if now is None else now)
+
+    def resolve(self, snapshot):
+        resolution = _references.resolve(snapshot, self.values, default_tag=self.tag)
+        protected = {}
+        if self.policy.exclude:
+            for image in snapshot.images:
+                protector = _excluded_by(image, self.policy)
+                if protector is not None:
+                    protected[image.id] = protector
+        named = []
+        kept = {}
+        by_id = snapshot.by_id()
+        for request in resolution.requests:
+            if request.image_id not in protected:
+                named.append(request)
+            elif request.image_id not in kept:
+                kept[request.image_id] = _entry(by_id[request.image_id], request.rule, KEPT_EXCLUDED, request.given,
+                                                by=protected[request.image_id])
+        selected, rule_kept = _select(snapshot, self.policy)
+        return Selected(_references.merge(named, selected), list(kept.values()) + rule_kept, resolution.not_found,
+                        protected, slash_warnings(snapshot, self.policy))
+
+
+def annotate(result, plan, kept):
+    """Name, in ``result["images"]``, the rule that selected each image (from the plan) and why it was skipped, and
+    add the images the selection kept (``action: kept``). Check mode and the real run go through here alike."""
+    by_id = plan.snapshot.by_id()
     reasons = {}
     for entry in result.get("skipped_images") or ():
         reasons.setdefault(entry["image"], entry)
     for entry in result.get("images") or ():
-        request = first.get(entry["id"])
-        if request is not None:
-            entry["rule"] = request.rule
-            entry["given"] = request.given
+        origin = plan.origin.get(entry["id"])
+        if origin is not None:
+            entry["rule"], entry["given"] = origin
         if entry["id"] in reasons:
             skipped = reasons[entry["id"]]
             entry["reason"] = skipped["reason"]
@@ -590,22 +598,3 @@ def annotate(result, snapshot, requests, kept):
         entry.update({k: v for k, v in item.items() if k not in ("id", "references")})
         result.setdefault("images", []).append(entry)
     return result
-
-
-def check_protected(snapshot, params, deleted):
-    """JanitorError if the plan deletes an image ``exclude`` protects (an untagged parent the engine would delete
-    with its last child, as ``prune`` does): ``exclude`` must hold whatever the path."""
-    policy = _Policy({"exclude": params.get("exclude")}, 0)
-    if not policy.exclude:
-        return
-    by_id = snapshot.by_id()
-    hit = []
-    for image_id in deleted:
-        image = by_id.get(image_id)
-        protector = _excluded_by(image, policy) if image is not None else None
-        if protector is not None:
-            hit.append(f"{image_id} (exclude {protector})")
-    if hit:
-        raise JanitorError("the removal would delete images that exclude protects, as untagged parents of removed "
-                           "images (prune): " + ", ".join(hit) + "; nothing was removed. Set prune: false to keep "
-                           "untagged parents", images=[h.split(" ", 1)[0] for h in hit])

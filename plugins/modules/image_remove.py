@@ -141,6 +141,9 @@ options:
       - Images that are never removed, whatever selects them (O(images), O(filters), O(all)) - each entry a
         reference (V(app:1); a name without tag, V(app), protects every tag of that repository), a glob
         (V(app:1.*), V(team/*)), or an image ID or ID prefix.
+      - In globs V(*) and V(?) do not match V(/), as in O(filters.reference) - V(*:stable) does not protect
+        V(registry.example.com/shop/web:stable). A glob (here or in O(filters.reference)) that matches no image but
+        would match one if they did gives a warning naming it and one such image.
       - Protected images are listed in RV(images) with RV(images[].action=kept) and RV(images[].reason=excluded).
       - When the engine would delete a protected untagged parent image together with its last child (O(prune)),
         the task fails before anything is removed; set O(prune=false) to keep untagged parents.
@@ -378,8 +381,6 @@ diff:
       type: dict
 """
 
-import time  # noqa: E402
-
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.janitor.docker.plugins.module_utils import (  # noqa: E402
@@ -387,7 +388,6 @@ from ansible_collections.janitor.docker.plugins.module_utils import (  # noqa: E
     _executor,
     _layers,
     _planner,
-    _references,
     _result,
     _selection,
     _snapshot,
@@ -401,15 +401,14 @@ class ImageRemover:
     def __init__(self, module):
         self.module = module
         self.params = module.params
-        self.kept = []
+        self.selection = None
 
     def validate(self):
-        """Every error in the options, before connecting."""
+        """Every error in the options, before connecting: the selection is built once, here."""
         params = self.params
         if params["parallel"] < 1 or params["parallel"] > 64:
             raise _errors.JanitorError(f"parallel={params['parallel']} is not valid: give a number from 1 to 64")
-        _references.validate(params["images"] or [], default_tag=params["tag"])
-        _selection.validate(params)
+        self.selection = _selection.Selection(params)
 
     def policy(self):
         """``containers`` not given: fail for ``images`` entries (like ``docker rmi``), skip for images that only
@@ -418,14 +417,6 @@ class ImageRemover:
         return _planner.Policy(force=self.params["force"], prune=self.params["prune"],
                                containers=given or "fail", rule_containers=given or "skip")
 
-    def requests(self, snapshot):
-        """The merged, de-duplicated Requests, and the references that match nothing."""
-        resolution = _references.resolve(snapshot, self.params["images"] or [], default_tag=self.params["tag"])
-        named, protected = _selection.protect(snapshot, resolution.requests, self.params)
-        selected, kept = _selection.select(snapshot, self.params, time.time())
-        self.kept = protected + kept
-        return _references.merge(named, selected), list(resolution.not_found)
-
     def layer_reader(self, client, snapshot):
         """Every image's layers, for the released layers and the space the run frees (check mode and real run
         alike). The inspects start at once, beside planning."""
@@ -433,11 +424,11 @@ class ImageRemover:
             return None
         return _transport.LayerReader(client, [image.id for image in snapshot.images], self.params["parallel"]).start()
 
-    def plan(self, snapshot, requests, not_found, layer_reader):
+    def plan(self, snapshot, selected, layer_reader):
         """The plan (made once), and the layer table when the plan deletes something: the layers read, the listed
         sizes, and the history of the few images whose per-layer sizes the space needs."""
-        plan = _planner.plan(snapshot, requests, self.policy(), _planner.rules_for(snapshot.store),
-                             not_found=not_found)
+        plan = _planner.plan(snapshot, selected.requests, self.policy(), _planner.rules_for(snapshot.store),
+                             not_found=selected.not_found, protected=selected.protected)
         layers = None
         if layer_reader is not None and any(step.deleted for step in plan.steps):
             layers = _layers.LayerTable.from_diff_ids(layer_reader.layers(),
@@ -461,22 +452,23 @@ class ImageRemover:
                                            f"{exc})") from exc
             layer_reader = self.layer_reader(client, snapshot)
             try:
-                requests, not_found = self.requests(snapshot)
-                plan, layers = self.plan(snapshot, requests, not_found, layer_reader)
+                selected = self.selection.resolve(snapshot)
+                for warning in selected.warnings:
+                    self.module.warn(warning)
+                plan, layers = self.plan(snapshot, selected, layer_reader)
             finally:
                 if layer_reader is not None:
                     layer_reader.cancel()
             predicted = _result.build(plan, layers=layers)
-            _selection.check_protected(snapshot, self.params, predicted["deleted"])
             if self.module.check_mode:
-                return self.finish(_selection.annotate(predicted, snapshot, requests, self.kept), summary=True)
+                return self.finish(_selection.annotate(predicted, plan, selected.kept), summary=True)
             result = _executor.apply(client, plan, parallel=self.params["parallel"], layers=layers,
                                      warn=self.module.warn)
             differences = _executor.differences(predicted, result, layers_predicted=False)
             if differences:
                 self.module.warn(f"the engine's answers differ from the plan (another client changed images during "
                                  f"the run, or the model missed a case): {differences}")
-            return self.finish(_selection.annotate(result, snapshot, requests, self.kept), summary=True)
+            return self.finish(_selection.annotate(result, plan, selected.kept), summary=True)
         finally:
             client.close()
 

@@ -63,7 +63,7 @@ def test_harness_state_and_reset(clean_engine, images):
     image_id = images.simple("janitor-harness:one", "janitor-harness:two")
     expected = ["janitor-harness:one", "janitor-harness:two"]
     if clean_engine.containerd_store:
-        # the containerd store lists a digest reference of a local image's repository (engine-rules.md)
+        # the containerd store lists a digest reference of a local image's repository (docs/image-remove.md)
         expected.append(f"janitor-harness@{image_id}")
     assert clean_engine.state()["images"] == {image_id: expected}
     cli = clean_engine.cli("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()

@@ -433,3 +433,28 @@ def test_containers_given_applies_to_rules_too(clean_engine, images, containers)
     else:
         assert set(result["deleted"]) >= {old, unused} and result["containers_removed"] == [container]
         assert clean_engine.state()["containers"] == {}
+
+
+@pytest.mark.parametrize("args, pattern, example", [
+    ({"all": True, "exclude": ["*:stable"]}, "*:stable", "registry.example.com/shop/web:stable"),
+    ({"filters": {"reference": "*web:*"}}, "*web:*", "registry.example.com/shop/web:old"),
+    ({"all": True, "exclude": ["nothing-*"]}, None, None),
+    ({"all": True, "exclude": ["*/*/*:stable"]}, None, None),
+], ids=["exclude", "reference", "nothing-to-match", "matches"])
+def test_a_pattern_that_matches_nothing_because_star_stops_at_slash_is_warned(clean_engine, images, args, pattern,
+                                                                               example):
+    """The README's ``exclude: ["*:stable"]`` protects nothing named ``registry.example.com/shop/web:stable``, as
+    ``docker images --filter reference='*:stable'`` lists nothing: the module says so, naming the pattern and one
+    such image. A pattern with nothing to match today is normal (a recurring cleanup): no warning."""
+    from tests.harness.ansible_runner import run_module
+    images.simple("registry.example.com/shop/web:stable", content="slash stable")
+    images.simple("registry.example.com/shop/web:old", content="slash old")
+    if pattern is not None:
+        assert cli_listing(clean_engine, f"reference={pattern}") == set()
+    result = run_module("image_remove", {"docker_host": clean_engine.url, **args}, check_mode=True)
+    assert not result.failed, result
+    warned = [w for w in result.warning_texts if "do not match '/'" in w]
+    if pattern is None:
+        assert warned == []
+        return
+    assert len(warned) == 1 and repr(pattern) in warned[0] and repr(example) in warned[0], warned

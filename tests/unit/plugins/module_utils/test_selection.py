@@ -341,14 +341,44 @@ def test_exclude_protects_against_all():
     assert [k["id"] for k in kept] == [iid("w1")]
 
 
-def test_protect_applies_exclude_to_other_requests():
-    from ansible_collections.janitor.docker.plugins.module_utils._snapshot import Request
+def test_exclude_applies_to_images_entries_too():
     s = refs_snapshot()
-    given_requests = [Request("reference", "app:1", iid("a1"), "app:1"), Request("id", iid("w1"), iid("w1"), "w")]
-    requests, kept = _selection.protect(s, given_requests, {"exclude": ["other/*"]})
-    assert requests == given_requests[1:]
-    assert kept[0]["id"] == iid("a1") and kept[0]["rule"] == "images" and kept[0]["by"] == "other/*"
-    assert _selection.protect(s, given_requests, {"exclude": []}) == (given_requests, [])
+    selected = _selection.Selection({"images": ["app:1", "web:1"], "exclude": ["other/*"]}, NOW).resolve(s)
+    assert [(r.kind, r.target) for r in selected.requests] == [("reference", "web:1")]
+    (kept,) = selected.kept
+    assert (kept["id"], kept["rule"], kept["given"], kept["by"]) == (iid("a1"), "images", "app:1", "other/*")
+    assert selected.protected == {iid("a1"): "other/*"}
+    selected = _selection.Selection({"images": ["app:1", "web:1", "gone:1"]}, NOW).resolve(s)
+    assert [r.target for r in selected.requests] == ["app:1", "web:1"]
+    assert (selected.kept, selected.not_found, selected.protected) == ([], ["gone:1"], {})
+
+
+def test_selection_is_validated_before_any_snapshot():
+    with pytest.raises(JanitorError) as info:
+        _selection.Selection({"images": ["Bad:1"]}, NOW)
+    assert "'Bad:1'" in info.value.message
+    with pytest.raises(JanitorError) as info:
+        _selection.Selection({"images": ["ok"], "filters": {"nosuch": 1}}, NOW)
+    assert "nosuch" in info.value.message
+    with pytest.raises(JanitorError):
+        _selection.Selection({"images": ["ok"], "tag": "bad tag"}, NOW)
+
+
+def test_requests_come_from_images_first_then_the_rules():
+    s = refs_snapshot()
+    selected = _selection.Selection({"images": ["web:1"], "filters": {"reference": "app:2"}}, NOW).resolve(s)
+    assert [(r.target, r.rule) for r in selected.requests] == [("web:1", "images"), ("app:2", "filters")]
+
+
+def test_before_and_since_resolve_as_the_engine_does():
+    s = refs_snapshot()
+    requests, _kept = run(s, filters={"before": "docker.io/library/app:2", "dangling": False})
+    assert ids(requests) == [iid("a1")]
+    requests, _kept = run(s, filters={"since": iid("d1")[7:10]})
+    assert ids(requests) == [iid("none"), iid("d2")]
+    with pytest.raises(JanitorError) as info:
+        run(s, filters={"before": "registry-1.docker.io/library/app:2"})
+    assert "filters.before" in info.value.message and "no such image" in info.value.message
 
 
 # -- keep_latest -------------------------------------------------------------------------------------------
@@ -450,7 +480,7 @@ def test_selection_and_plan_on_ten_thousand_images():
     s = big_snapshot()
     requests, kept = _selection.select(s, {"all": True}, NOW)
     plan = _planner.plan(s, requests, _planner.Policy())  # containers not given: rules skip images in use
-    result = _selection.annotate(_result.build(plan), s, requests, kept)
+    result = _selection.annotate(_result.build(plan), plan, kept)
     used = {c.image_id for c in s.containers}
     deleted = set(result["deleted"])
     assert deleted and not deleted & used
@@ -470,29 +500,38 @@ def test_selection_and_plan_on_ten_thousand_images():
 
 
 def test_annotate_names_rules_and_lists_kept_images():
+    from ansible_collections.janitor.docker.plugins.module_utils import _planner
     s = refs_snapshot()
     requests, kept = run(s, filters={"reference": "app:*"}, exclude=["app:2"])
+    plan = _planner.plan(s, requests, _planner.Policy())
     result = {"images": [{"id": iid("a1"), "references": [], "size": 100, "action": "untagged"}],
               "skipped_images": []}
-    _selection.annotate(result, s, requests, kept)
+    _selection.annotate(result, plan, kept)
     first, second = result["images"]
     assert first["rule"] == "filters" and first["given"] == "reference=app:*" and "reason" not in first
     assert second == {"id": iid("a2"), "references": ["app:2"], "size": 100, "action": "kept", "rule": "filters",
                       "reason": "excluded", "given": "reference=app:*", "by": "app:2"}
     result = {"images": [{"id": iid("a1"), "references": [], "size": 100, "action": "skipped"}],
               "skipped_images": [{"image": iid("a1"), "reason": "container"}]}
-    _selection.annotate(result, s, requests, [])
+    _selection.annotate(result, plan, [])
     assert result["images"][0]["reason"] == "container"
 
 
-def test_check_protected_refuses_deleting_an_excluded_parent():
+def test_the_planner_refuses_deleting_an_excluded_parent():
+    from ansible_collections.janitor.docker.plugins.module_utils import _planner
     s = chain()
-    _selection.check_protected(s, {"exclude": []}, [iid("mid")])
-    _selection.check_protected(s, {"exclude": ["base:1"]}, [iid("mid"), iid("top")])
+    for exclude in ([], ["base:1"]):
+        selected = _selection.Selection({"images": ["top:1"], "exclude": exclude}, NOW).resolve(s)
+        plan = _planner.plan(s, selected.requests, _planner.Policy(), protected=selected.protected)
+        assert [step.deleted for step in plan.steps] == [[iid("top"), iid("mid")]]
+    selected = _selection.Selection({"images": ["top:1"], "exclude": [iid("mid")[7:20]]}, NOW).resolve(s)
+    assert selected.protected == {iid("mid"): iid("mid")[7:20]}
     with pytest.raises(JanitorError) as info:
-        _selection.check_protected(s, {"exclude": [iid("mid")[7:20]]}, [iid("top"), iid("mid")])
+        _planner.plan(s, selected.requests, _planner.Policy(), protected=selected.protected)
     assert iid("mid") in info.value.message and "prune: false" in info.value.message
     assert info.value.details["images"] == [iid("mid")]
+    plan = _planner.plan(s, selected.requests, _planner.Policy(prune=False), protected=selected.protected)
+    assert [step.deleted for step in plan.steps] == [[iid("top")]]
 
 
 @st.composite
@@ -564,3 +603,21 @@ def test_selection_invariants(case):
     # the same selection whatever the listing order
     assert _selection.select(Snapshot(images=tuple(reversed(s.images)), containers=s.containers), params, NOW) == (
         requests, kept)
+
+
+@pytest.mark.parametrize("params, warned", [
+    ({"all": True, "exclude": ["*:stable"]}, [("exclude", "*:stable", "registry.example.com/shop/web:stable")]),
+    ({"filters": {"reference": "*web:old"}}, [("filters.reference", "*web:old", "registry.example.com/shop/web:old")]),
+    ({"filters": {"reference": ["app:?", "*shop?web:*"]}},
+     [("filters.reference", "*shop?web:*", "registry.example.com/shop/web:old")]),
+    ({"all": True, "exclude": ["nothing-*:1"]}, []),  # nothing to match today: normal, no warning
+    ({"all": True, "exclude": ["*/*/*:stable", "app:*"]}, []),  # matches
+    ({"filters": {"reference": "*"}}, []),
+])
+def test_a_pattern_that_matches_nothing_only_because_star_stops_at_slash_is_warned(params, warned):
+    s = snap(img("w1", "registry.example.com/shop/web:stable"), img("w2", "registry.example.com/shop/web:old"),
+             img("a1", "app:1"))
+    warnings = _selection.Selection(params, NOW).resolve(s).warnings
+    assert len(warnings) == len(warned)
+    for text, (option, pattern, example) in zip(warnings, warned):
+        assert text.startswith(f"{option}: {pattern!r}") and repr(example) in text
