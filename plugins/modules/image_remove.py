@@ -141,8 +141,8 @@ options:
       - Images that are never removed, whatever selects them (O(images), O(filters), O(all)) - each entry a
         reference (V(app:1); a name without tag, V(app), protects every tag of that repository), a glob
         (V(app:1.*), V(team/*)), or an image ID or ID prefix.
-      - In globs V(*) and V(?) do not match V(/), as in O(filters.reference) - V(*:stable) does not protect
-        V(registry.example.com/shop/web:stable). A glob (here or in O(filters.reference)) that matches no image but
+      - In globs V(*) and V(?) do not match V(/), as in the V(reference) filter - V(*:stable) does not protect
+        V(registry.example.com/shop/web:stable). A glob (here or in the V(reference) filter) that matches no image but
         would match one if they did gives a warning naming it and one such image.
       - Protected images are listed in RV(images) with RV(images[].action=kept) and RV(images[].reason=excluded).
       - When the engine would delete a protected untagged parent image together with its last child (O(prune)),

@@ -441,8 +441,8 @@ def test_containers_given_applies_to_rules_too(clean_engine, images, containers)
     ({"all": True, "exclude": ["nothing-*"]}, None, None),
     ({"all": True, "exclude": ["*/*/*:stable"]}, None, None),
 ], ids=["exclude", "reference", "nothing-to-match", "matches"])
-def test_a_pattern_that_matches_nothing_because_star_stops_at_slash_is_warned(clean_engine, images, args, pattern,
-                                                                               example):
+def test_a_pattern_that_matches_nothing_because_star_stops_at_slash_is_warned(
+        clean_engine, images, args, pattern, example):
     """The README's ``exclude: ["*:stable"]`` protects nothing named ``registry.example.com/shop/web:stable``, as
     ``docker images --filter reference='*:stable'`` lists nothing: the module says so, naming the pattern and one
     such image. A pattern with nothing to match today is normal (a recurring cleanup): no warning."""
