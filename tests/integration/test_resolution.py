@@ -239,3 +239,22 @@ def test_a_gone_hex_name_can_match_another_image_id(clean_engine, images):
             assert rc != 0 and ours["not_found"] == [name] and other in state
         else:
             assert rc == 0 and ours["deleted"] == [other] and other in deleted and ours["untagged"] == untagged
+
+
+def test_an_id_prefix_of_several_images_fails_clearly(clean_engine, images):
+    """Two images whose IDs share their first 3 hex characters. The graph-driver store answers "No such image" to
+    ``docker rmi <3hex>`` (its ID index refuses an ambiguous prefix and the name does not exist); the module fails
+    on purpose instead, naming both images, before anything changes (docs/image-remove.md, "Resolution"). On the
+    containerd image store 3 characters are no ID prefix: not found for both."""
+    from tests.integration.test_image_remove import colliding_ids
+
+    prefix, candidates = colliding_ids(images, clean_engine)
+    before = clean_engine.state()
+    result = module(clean_engine, [prefix])
+    rc, _untagged, _deleted, stderr = cli_rmi(clean_engine, prefix)
+    assert rc != 0 and "No such image" in stderr and clean_engine.state() == before
+    if clean_engine.containerd_store:
+        assert not result.failed and result["not_found"] == [prefix]
+        return
+    assert result.failed and "ambiguous" in result["msg"] and all(c in result["msg"] for c in candidates)
+    assert result["candidates"] == candidates
