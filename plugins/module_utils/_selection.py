@@ -2,10 +2,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Selection by policy: engine-style image filters, ``exclude``, ``keep_latest`` and ``all`` -> Requests.
+"""The selection: ``images`` (resolved by ``_references``), engine-style image filters, ``exclude``,
+``keep_latest`` and ``all`` -> Requests.
 
-Pure: ``select(snapshot, params, now)`` reads nothing but the snapshot, so check mode and the real run select the
-same images from the same engine state, and the selection is tested without a daemon.
+``Selection(params)`` validates every selection option once, before connecting; ``Selection.resolve(snapshot)``
+is pure and reads nothing but the snapshot, so check mode and the real run select the same images from the same
+engine state, and the selection is tested without a daemon. ``select(snapshot, params, now)`` is the rules alone.
 
 Semantics (the engine's, on one snapshot):
 
