@@ -61,15 +61,15 @@ def images_after(engine):
 
 
 def versus_cli(engine, setup, values, rerun=True, **options):
-    """The module on one copy of ``setup()``'s state, ``docker rmi <values>`` on another: (module result, rerun,
-    CLI answer, the module's final images, the CLI's final images)."""
+    """The module on one copy of ``setup()``'s state, ``docker rmi [-f] <values>`` on another: (module result,
+    rerun, CLI answer, the module's final images, the CLI's final images)."""
     engine.reset()
     setup()
     real, again = run_twice(engine, values, rerun=rerun, **options)
     ours = images_after(engine)
     engine.reset()
     setup()
-    cli = cli_rmi(engine, *values)
+    cli = cli_rmi(engine, *(["-f"] if options.get("force") else []), *values)
     return real, again, cli, ours, images_after(engine)
 
 
@@ -94,6 +94,10 @@ def test_hex_name_that_is_a_prefix_of_its_own_image_id(clean_engine, images):
     assert (real["changed"], real["untagged"], real["deleted"]) == (False, [], [])
     assert [(s["image"], s["reason"]) for s in real["skipped_images"]] == [(image, "multiple_repositories")]
     assert again["skipped_images"] == real["skipped_images"]
+    # forced, the request by ID deletes the image with both names, as docker rmi -f does
+    real, _again, (rc, untagged, deleted, _err), ours, theirs = versus_cli(clean_engine, setup, [name], force=True)
+    assert rc == 0 and ours == theirs and image not in ours
+    assert sorted(real["untagged"]) == sorted(untagged) and real["deleted"] == [image] and image in deleted
     # with its tag, it is a name: only that tag goes, as with the CLI
     real, _again, (rc, untagged, _deleted, _err), ours, theirs = versus_cli(clean_engine, setup, [f"{name}:latest"])
     assert rc == 0 and real["untagged"] == untagged == [f"{name}:latest"] and ours == theirs
