@@ -17,8 +17,8 @@ LAYERS = {"base": (BASE,), "python": (BASE, PY1, PY2), "web": (BASE, PY1, PY2, W
 TOTALS = {"base": 4_000_000, "python": 6_100_000, "web": 6_600_000, "api": 5_000_000}
 
 
-def table(layers=LAYERS, totals=TOTALS):
-    return LayerTable.from_diff_ids(layers, totals)
+def table(layers=None, totals=None):
+    return LayerTable.from_diff_ids(LAYERS if layers is None else layers, TOTALS if totals is None else totals)
 
 
 def test_a_shared_base_is_counted_once():
