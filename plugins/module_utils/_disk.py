@@ -50,7 +50,7 @@ def filesystem(path):
 
 
 def read_measure(client, measure, info):
-    """The Measure of kind ``measure``, with the df answer for the images measure (or None)."""
+    """The Measure of kind ``measure``."""
     root = (info or {}).get("DockerRootDir") or ""
     if measure == MEASURE_FILESYSTEM:
         path = local_data_root(getattr(client, "host", ""), info)
@@ -63,18 +63,3 @@ def read_measure(client, measure, info):
 def system_df(client):
     """``GET /system/df``; engine failures come as the transport's ``JanitorError`` types."""
     return client.df()
-
-
-def df_accounting(df):
-    """A provisional ``freed(image_ids) -> bytes`` from ``/system/df``: each image's size not shared with any other
-    image. Exact when the removed images share no layer among themselves only."""
-    unique = {}
-    for image in (df or {}).get("Images") or ():
-        size = int(image.get("Size") or 0)
-        shared = int(image.get("SharedSize") or 0)
-        unique[image.get("Id")] = max(0, size - max(0, shared))
-
-    def freed(image_ids):
-        return sum(unique.get(image_id, 0) for image_id in image_ids)
-
-    return freed

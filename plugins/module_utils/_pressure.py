@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._planner import plan
 from ansible_collections.janitor.docker.plugins.module_utils._selection import (
     DURATION_FORMS,
     parse_duration,
@@ -239,6 +240,46 @@ def requests_for(snapshot, chosen, rule, given):
     return out
 
 
+def planned_freed(snapshot, offered, policy, rules, accounting, rule, given):
+    """``freed(candidate_ids) -> bytes`` for ``choose``: the planner's own outcome for those candidates' requests
+    (the images it deletes, untagged parents included), in the layer ``accounting`` (``freed(deleted_ids)``)."""
+    by_id = {c.image_id: c for c in offered}
+
+    def freed(candidate_ids):
+        if not candidate_ids:
+            return 0
+        requests = requests_for(snapshot, [by_id[i] for i in candidate_ids], rule, given)
+        return accounting.freed(deleted_by(plan(snapshot, requests, policy, rules)))
+
+    return freed
+
+
+class LayerSpace:
+    """``freed(deleted) -> bytes`` in the accounting of ``space_reclaimed``: the layer table of ``_layers``
+    (each released layer once), reading the few image histories a set needs, each once."""
+
+    def __init__(self, snapshot, table, read_histories):
+        self.table = table
+        self.read_histories = read_histories
+        self.image_ids = [image.id for image in snapshot.images]
+        self.container_images = {c.image_id for c in snapshot.containers}
+        self.read = set()
+
+    def freed(self, deleted):
+        deleted = set(deleted)
+        sets = (sorted(deleted), [i for i in self.image_ids if i not in deleted], self.container_images)
+        wanted = [i for i in self.table.missing(*sets) if i not in self.read]
+        if wanted:
+            self.read.update(wanted)
+            self.table = self.table.with_histories(self.read_histories(wanted))
+        return self.table.space(*sets)
+
+
+def deleted_by(planned):
+    """The image IDs a plan deletes."""
+    return {image_id for step in planned.steps for image_id in step.deleted}
+
+
 # -- order ------------------------------------------------------------------------------------------------------
 def lru_order(snapshot, image_ids, last_used):
     """``image_ids`` least recently used first.
@@ -310,38 +351,6 @@ def freeable(snapshot, rules, image_ids):
     return {i for i in wanted if i in by_id}
 
 
-class _Pruning:
-    """Which untagged parents the engine deletes with a set of images (``prune``), by the store's rules."""
-
-    def __init__(self, snapshot, rules, prune):
-        self.by_id = snapshot.by_id()
-        self.rules = rules
-        self.prune = prune
-        self.children = {}
-        for image in snapshot.images:
-            if image.parent:
-                self.children.setdefault(image.parent, set()).add(image.id)
-        self.used = {c.image_id for c in snapshot.containers}
-
-    def closure(self, image_ids):
-        gone = set(image_ids)
-        if not self.prune:
-            return gone
-        for image_id in list(gone):
-            parent = self.by_id[image_id].parent if image_id in self.by_id else ""
-            while parent and parent in self.by_id and parent not in gone:
-                candidate = self.by_id[parent]
-                if candidate.tags or parent in self.used:
-                    break
-                if self.rules.child_conflict and candidate.digests:
-                    break  # the classic walk keeps a parent that still has a reference
-                if not self.rules.prune_ignores_siblings and not self.children.get(parent, set()) <= gone:
-                    break
-                gone.add(parent)
-                parent = candidate.parent
-        return gone
-
-
 # -- the choice -------------------------------------------------------------------------------------------------
 @dataclass
 class Measure:
@@ -363,14 +372,14 @@ class Choice:
     last_used: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     kept: list = field(default_factory=list)
-    expected_deleted: frozenset = frozenset()
 
 
-def choose(snapshot, pressure, offered, last_used, rules, prune, measure=None, freed=None):
+def choose(snapshot, pressure, offered, last_used, rules, measure=None, freed=None):
     """The candidates to remove for ``pressure`` (see the module docstring).
 
     ``offered``: Candidates (no image a container uses). ``last_used``: {image ID: epoch seconds}. ``measure``: a
-    Measure (with ``free_space``). ``freed(image_ids) -> bytes``: the layer accounting.
+    Measure (with ``free_space``). ``freed(candidate_ids) -> bytes``: what removing those candidates frees - the
+    planner's outcome (with the untagged parents the store deletes with them) in the layer accounting.
     """
     by_id = snapshot.by_id()
     offered_by_id = {c.image_id: c for c in offered}
@@ -390,7 +399,6 @@ def choose(snapshot, pressure, offered, last_used, rules, prune, measure=None, f
                      "rule": RULE_FREE_SPACE if pressure.free_space else RULE_UNUSED_FOR, "given": given,
                      "reason": "child_images"})
     order, effective = lru_order(snapshot, deletable, last_used)
-    pruning = _Pruning(snapshot, rules, prune)
     result = None
     warnings = []
     if pressure.free_space is None:
@@ -403,9 +411,9 @@ def choose(snapshot, pressure, offered, last_used, rules, prune, measure=None, f
         if used < high:
             chosen_ids = []
         else:
-            count = _shortest_prefix(order, used - low, lambda prefix: freed(pruning.closure(prefix)))
+            count = _shortest_prefix(order, used - low, freed)
             chosen_ids = order[:count]
-            after = used - (freed(pruning.closure(chosen_ids)) if chosen_ids else 0)
+            after = used - (freed(chosen_ids) if chosen_ids else 0)
             result["used_after"] = after
             result["target_met"] = after <= low
             if after > low:
@@ -415,8 +423,7 @@ def choose(snapshot, pressure, offered, last_used, rules, prune, measure=None, f
                     f"protected (exclude, keep_latest, filters) or not in the selection")
     chosen = [offered_by_id[i] for i in chosen_ids]
     return Choice(chosen=chosen, free_space=result, warnings=warnings, kept=kept,
-                  last_used={i: iso_time(effective.get(i, last_used.get(i, 0))) for i in chosen_ids},
-                  expected_deleted=frozenset(pruning.closure(chosen_ids)))
+                  last_used={i: iso_time(effective.get(i, last_used.get(i, 0))) for i in chosen_ids})
 
 
 def _shortest_prefix(order, need, freed_by):

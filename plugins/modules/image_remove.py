@@ -168,6 +168,44 @@ options:
         the containerd image store has no such dependency and they are selected too.
     type: bool
     default: false
+  free_space:
+    description:
+      - Disk-pressure cleanup, like kubelet's image garbage collection and docuum - a dictionary with V(high) and
+        V(low). When the measure is at or above V(high), remove images, least recently used first, until it is at or
+        below V(low); below V(high), remove nothing. See O(last_used_state) for how the last use is known.
+      - Both values are of one kind. A percentage (V("85%")) measures the use of the filesystem that holds the
+        engine's data root (C(DockerRootDir)), read on this host - the engine must be on this host (a unix socket
+        that exists here), otherwise the task fails before anything is removed and suggests the size form. A size
+        (V(20GB), V(15GiB), V(512MiB), or bytes as a whole number) measures the images' total size in the engine's
+        own accounting (C(LayersSize) of C(docker system df)). V(low) must not be above V(high).
+      - The candidates are the images O(filters) or O(all) select, or every image when neither is given - never an
+        image a container uses (in any state), an O(exclude)d image, a O(keep_latest) survivor, or an image
+        younger than C(filters.until). Children go before their parents. Combining it with O(images) is an error.
+      - How many images go is decided once, from the plan and the layer accounting (each layer counted once,
+        freed only when no remaining image or container needs it), not by measuring again; the set is minimal -
+        stopping one image earlier would not reach V(low). When the candidates cannot bring the measure down to
+        V(low), all of them are removed, RV(free_space.target_met) is V(false) and the task warns (not a failure).
+    type: dict
+  unused_for:
+    description:
+      - Select the candidates (as for O(free_space)) whose last use is older than this - a duration such as V(30d),
+        V(720h) or V(2w), or a timestamp, the same forms as C(filters.until) (kubelet's C(imageMaximumGCAge)).
+      - With O(free_space), only such images are candidates (a minimum idle time); alone, all of them are removed.
+      - Combining it with O(images) is an error.
+    type: str
+  last_used_state:
+    description:
+      - A file on the managed host (an absolute path, for example V(/var/lib/janitor-docker/last-used.json)) that
+        remembers between runs when each image was last used, as docuum does.
+      - The last use of an image is the latest of its creation time, its last tag time (C(Metadata.LastTagTime) -
+        a pull, load, tag or build), the created, started and finished times of the containers that use it (now,
+        while one runs), and what earlier runs recorded in this file. Without the file an image whose containers
+        are gone falls back to its creation or tag time. Ties go to the older image, then the smaller ID.
+      - Each real run records, per image ID, the latest use its containers showed and when a run last saw a
+        container on it; the file is written atomically (a temporary file renamed over it) and never in check
+        mode. A missing or unreadable file is a warning and a fresh start, never a failure.
+      - Off by default in this module; the role C(janitor.docker.image_cleanup) turns it on.
+    type: path
 notes:
   - O(images) accepts one string too.
   - "Deleted layers: the classic store reports the layer chain IDs it releases; the containerd image store
@@ -226,6 +264,29 @@ EXAMPLES = r"""
     filters:
       label!: keep
     exclude: [debian, "alpine:3.*"]
+
+- name: Keep the disk that holds Docker's data root below 85 %, down to 80 %, least recently used images first
+  janitor.docker.image_remove:
+    free_space:
+      high: "85%"
+      low: "80%"
+    exclude: ["registry.example.com/base/*"]
+    last_used_state: /var/lib/janitor-docker/last-used.json
+  register: pressure
+
+- name: Keep the images below 20 GB (docker system df), never removing images used in the last two days
+  janitor.docker.image_remove:
+    free_space:
+      high: 20GB
+      low: 15GB
+    unused_for: 2d
+
+- name: Remove CI images nobody used for 30 days
+  janitor.docker.image_remove:
+    filters:
+      label: built-by=ci
+    unused_for: 30d
+    last_used_state: /var/lib/janitor-docker/last-used.json
 
 - name: Same options as community.docker.docker_image_remove
   janitor.docker.image_remove:
@@ -344,7 +405,7 @@ images:
       type: str
     rule:
       description:
-        - What selected it - V(images), V(filters) or V(all).
+        - What selected it - V(images), V(filters), V(all), V(free_space) or V(unused_for).
       type: str
     given:
       description:
@@ -352,9 +413,18 @@ images:
       type: str
     reason:
       description:
-        - For V(skipped), the reason in RV(skipped_images). For V(kept), V(excluded) or V(keep_latest).
+        - For V(skipped), the reason in RV(skipped_images). For V(kept), V(excluded) or V(keep_latest); with
+          O(free_space) or O(unused_for) also V(container) (a container uses it), V(recently_used) (used within
+          O(unused_for)), V(child_images) (a parent whose children stay) or V(other_references) (a V(reference)
+          filter selected only some of its references).
       type: str
       returned: when skipped or kept
+    last_used:
+      description:
+        - With O(free_space) or O(unused_for), for each image removed by them and each image kept as
+          V(recently_used) - its last use (UTC, V(2024-05-01T12:00:00Z)); see O(last_used_state).
+      type: str
+      returned: when removed or kept by free_space or unused_for
     by:
       description: For V(excluded), the O(exclude) entry that protected it.
       type: str
@@ -379,15 +449,56 @@ diff:
     after:
       description: C(images) - image ID to its sorted references, after; deleted images are absent.
       type: dict
+free_space:
+  description:
+    - With O(free_space), the measure and what the run did to it, in bytes. RV(free_space.used_after) is the measure
+      before minus what the deleted images free in the layer accounting - in check mode the prediction, in a real
+      run the same computation from the engine's answers.
+  returned: when O(free_space) is given
+  type: dict
+  contains:
+    measure:
+      description: V(filesystem) (O(free_space) in percent) or V(images) (sizes).
+      type: str
+    path:
+      description: The engine's data root (C(DockerRootDir)).
+      type: str
+    total:
+      description: The filesystem's size; V(null) for the V(images) measure.
+      type: int
+    high:
+      description: The V(high) threshold in bytes (a percentage of RV(free_space.total), rounded up).
+      type: int
+    low:
+      description: The V(low) threshold in bytes (a percentage of RV(free_space.total), rounded down).
+      type: int
+    used_before:
+      description: The measure when the module started (filesystem - its size minus the space available).
+      type: int
+    used_after:
+      description: The measure after the removal.
+      type: int
+    target_met:
+      description:
+        - V(true) when the measure was below V(high) or is now at or below V(low); V(false) when the candidates
+          were not enough (the task warns).
+      type: bool
+  sample: {measure: filesystem, path: /var/lib/docker, total: 107374182400, high: 91268055040, low: 85899345920,
+           used_before: 93000000000, used_after: 85100000000, target_met: true}
 """
+
+import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.janitor.docker.plugins.module_utils import (  # noqa: E402
+    _disk,
     _errors,
     _executor,
+    _last_used,
     _layers,
     _planner,
+    _pressure,
     _result,
     _selection,
     _snapshot,
@@ -402,13 +513,30 @@ class ImageRemover:
         self.module = module
         self.params = module.params
         self.selection = None
+        self.now = time.time()
+        self.pressure = _pressure.Pressure()
+        self.state = None  # what a run with free_space, unused_for or last_used_state carries (PressureRun)
+        self._table = None
 
     def validate(self):
         """Every error in the options, before connecting: the selection is built once, here."""
         params = self.params
         if params["parallel"] < 1 or params["parallel"] > 64:
             raise _errors.JanitorError(f"parallel={params['parallel']} is not valid: give a number from 1 to 64")
-        self.selection = _selection.Selection(params)
+        self.pressure = _pressure.Pressure.from_params(params, self.now)
+        if self.pressure.unused_before is not None and params["images"]:
+            raise _errors.JanitorError("unused_for selects images by their last use; it cannot be combined with images "
+                                       "(explicit references). Use filters or all to choose the candidates, or remove "
+                                       "the named images in a task of their own")
+        self.selection = _selection.Selection(self.selection_params(), now=self.now)
+
+    def selection_params(self):
+        """The selection options; with ``free_space`` or ``unused_for`` and neither ``filters`` nor ``all``, every
+        image is a candidate (``all``)."""
+        params = self.params
+        if self.pressure.active and not params.get("filters") and not params.get("all"):
+            return dict(params, all=True)
+        return params
 
     def policy(self):
         """``containers`` not given: fail for ``images`` entries (like ``docker rmi``), skip for images that only
@@ -424,6 +552,40 @@ class ImageRemover:
             return None
         return _transport.LayerReader(client, [image.id for image in snapshot.images], self.params["parallel"]).start()
 
+    def choose(self, client, snapshot, selected, layer_reader):
+        """``free_space`` / ``unused_for``: the selection's images (no image in use) in least-recently-used order,
+        the shortest prefix that brings the measure to ``low`` as the planner and the layer accounting (the one
+        ``space_reclaimed`` uses) predict it; ``selected`` then requests those. ``self.state`` keeps what the
+        result and the state file need."""
+        pressure = self.pressure
+        given = pressure.describe()
+        offered, kept = _pressure.candidates(snapshot, selected.requests, selected.kept, given)
+        run = PressureRun(self.params["last_used_state"])
+        tag_times, run.uses = _last_used.read_times(client, snapshot, self.params["parallel"], self.now,
+                                                    containers=bool(run.path))
+        last_used = _last_used.last_used(snapshot, tag_times, run.uses, run.remembered)
+        rules = _planner.rules_for(snapshot.store)
+        rule = _pressure.RULE_FREE_SPACE if pressure.free_space else _pressure.RULE_UNUSED_FOR
+        measure = freed = space = None
+        if pressure.free_space is not None:
+            measure = _disk.read_measure(client, pressure.free_space.measure, client.info())
+            read = layer_reader.histories if layer_reader is not None else dict.fromkeys
+            space = _pressure.LayerSpace(snapshot, self.layer_table(snapshot, layer_reader), read)
+            freed = _pressure.planned_freed(snapshot, offered, self.policy(), rules, space, rule, given)
+        run.choice = _pressure.choose(snapshot, pressure, offered, last_used, rules, measure=measure, freed=freed)
+        if space is not None:
+            self._table = space.table  # with the histories read for the choice: the plan's accounting reuses them
+        selected.requests = _pressure.requests_for(snapshot, run.choice.chosen, rule, given)
+        selected.kept = kept + run.choice.kept
+        self.state = run
+
+    def layer_table(self, snapshot, layer_reader):
+        """The layer table of every image (its layers read once), with the listed sizes."""
+        if self._table is None:
+            layers = layer_reader.layers() if layer_reader is not None else {}
+            self._table = _layers.LayerTable.from_diff_ids(layers, {image.id: image.size for image in snapshot.images})
+        return self._table
+
     def plan(self, snapshot, selected, layer_reader):
         """The plan (made once), and the layer table when the plan deletes something: the layers read, the listed
         sizes, and the history of the few images whose per-layer sizes the space needs."""
@@ -431,8 +593,7 @@ class ImageRemover:
                              not_found=selected.not_found, protected=selected.protected)
         layers = None
         if layer_reader is not None and any(step.deleted for step in plan.steps):
-            layers = _layers.LayerTable.from_diff_ids(layer_reader.layers(),
-                                                      {image.id: image.size for image in snapshot.images})
+            layers = self.layer_table(snapshot, layer_reader)
             wanted = layers.missing(*_result.predicted_sets(plan))
             if wanted:
                 layers = layers.with_histories(layer_reader.histories(wanted))
@@ -455,6 +616,11 @@ class ImageRemover:
                 selected = self.selection.resolve(snapshot)
                 for warning in selected.warnings:
                     self.module.warn(warning)
+                if self.pressure.active:
+                    self.choose(client, snapshot, selected, layer_reader)
+                elif self.params["last_used_state"]:
+                    self.state = PressureRun(self.params["last_used_state"])
+                    self.state.uses = _last_used.read_times(client, snapshot, self.params["parallel"], self.now)[1]
                 plan, layers = self.plan(snapshot, selected, layer_reader)
             finally:
                 if layer_reader is not None:
@@ -468,18 +634,58 @@ class ImageRemover:
             if differences:
                 self.module.warn(f"the engine's answers differ from the plan (another client changed images during "
                                  f"the run, or the model missed a case): {differences}")
+            if self.state is not None and self.state.path:
+                warning = _last_used.save_state(self.state.path, _last_used.next_state(
+                    snapshot, self.state.remembered, self.state.uses, self.now, deleted=result["deleted"]))
+                if warning:
+                    self.module.warn(warning)
             return self.finish(_selection.annotate(result, plan, selected.kept), summary=True)
         finally:
             client.close()
 
     def finish(self, result, summary=False):
-        """The result as returned: ``diff`` only in diff mode, as Ansible shows it only then; with ``summary``, the
-        one-line ``msg`` (a failed run's ``msg`` is its error)."""
+        """The result as returned: ``free_space`` and each removed image's ``last_used`` with the pressure options,
+        ``diff`` only in diff mode, as Ansible shows it only then; with ``summary``, the one-line ``msg`` (a failed
+        run's ``msg`` is its error). Check mode and the real run alike: ``used_after`` is the measure before minus
+        ``space_reclaimed``, the layer accounting of the images deleted."""
+        run = self.state
+        if run is not None:
+            for warning in run.warnings():
+                self.module.warn(warning)
+            if run.choice is not None:
+                for entry in result.get("images") or ():
+                    if entry["id"] in run.choice.last_used:
+                        entry["last_used"] = run.choice.last_used[entry["id"]]
+                if run.choice.free_space is not None:
+                    result["free_space"] = run.free_space(result.get("space_reclaimed") or 0)
+            self.state = None  # warnings once, even when a failure finishes the result again
         if summary:
             result["msg"] = _result.summary(result)
         if not self.module._diff:
             result.pop("diff", None)
         return result
+
+
+class PressureRun:
+    """What one run with the pressure options carries from planning to the result: the state file's content, the
+    containers' uses, the choice, and the warnings."""
+
+    def __init__(self, path):
+        self.path = path or ""
+        self.remembered, warning = _last_used.load_state(self.path) if self.path else ({}, None)
+        self._warnings = [warning] if warning else []
+        self.uses = {}
+        self.choice = None
+
+    def warnings(self):
+        return self._warnings + (list(self.choice.warnings) if self.choice is not None else [])
+
+    def free_space(self, reclaimed):
+        """The result's ``free_space`` for ``reclaimed`` bytes (predicted in check mode, answered in a real run)."""
+        out = dict(self.choice.free_space)
+        out["used_after"] = out["used_before"] - reclaimed
+        out["target_met"] = out["used_before"] < out["high"] or out["used_after"] <= out["low"]
+        return out
 
 
 def main():
@@ -491,6 +697,7 @@ def main():
         containers=dict(type="str", choices=["fail", "skip", "remove"]),
         parallel=dict(type="int", default=4),
         **_selection.SELECTION_ARGUMENT_SPEC,
+        **_pressure.PRESSURE_ARGUMENT_SPEC,
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     _transport.guard_secrets(module)

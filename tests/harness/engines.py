@@ -76,8 +76,13 @@ def selected_kinds(value: str | None = None) -> list[str]:
 class Engine:
     """One private dockerd. ``start()`` launches it, ``stop()`` removes every trace of it."""
 
-    def __init__(self, spec: EngineSpec, extra_args: tuple[str, ...] = (), extra_config: dict | None = None):
+    def __init__(self, spec: EngineSpec, extra_args: tuple[str, ...] = (), extra_config: dict | None = None,
+                 tmpfs_size: str | None = None, data_from: Path | None = None):
+        """``tmpfs_size`` (``"128m"``): the data-root is a tmpfs of that size of its own (as root), unmounted on
+        ``stop()``; ``data_from``: a data-root copied in before the daemon starts (a world's golden copy)."""
         self.spec = spec
+        self.tmpfs_size = tmpfs_size
+        self.data_from = data_from
         self.kind = spec.kind
         self.extra_args = tuple(extra_args)
         self.extra_config = dict(extra_config or {})
@@ -98,6 +103,10 @@ class Engine:
     @property
     def log_path(self) -> Path:
         return self.root / "dockerd.log"
+
+    @property
+    def data_root(self) -> Path:
+        return self.root / "data"
 
     @property
     def client(self) -> docker.DockerClient:
@@ -130,6 +139,11 @@ class Engine:
         self.root = Path(tempfile.mkdtemp(prefix=f"jd-{self.kind[:3]}-", dir="/tmp"))
         for sub in ("data", "exec"):
             (self.root / sub).mkdir()
+        if self.tmpfs_size:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.tmpfs_size},mode=0711", "tmpfs",
+                            str(self.root / "data")], check=True, capture_output=True)
+        if self.data_from is not None:
+            subprocess.run(["cp", "-a", f"{self.data_from}/.", str(self.root / "data")], check=True)
         config = dict(self.spec.daemon_config)
         config.update(self.extra_config)
         (self.root / "daemon.json").write_text(json.dumps(config))

@@ -123,10 +123,3 @@ def test_the_filesystem_measure_needs_the_engine_here(tmp_path):
     with pytest.raises(JanitorError) as info:
         _disk.local_data_root(f"unix://{sock}", {"DockerRootDir": str(tmp_path / "elsewhere")})
     assert "not a directory on this host" in info.value.message and "sizes of the images" in info.value.message
-
-
-def test_df_accounting_counts_what_no_other_image_shares():
-    freed = _disk.df_accounting({"Images": [{"Id": "a", "Size": 100, "SharedSize": 40},
-                                            {"Id": "b", "Size": 50, "SharedSize": 0},
-                                            {"Id": "c", "Size": 70, "SharedSize": -1}]})
-    assert freed(["a", "b", "c"]) == 60 + 50 + 70 and freed([]) == 0

@@ -1,0 +1,184 @@
+"""Disk-pressure cleanup (free_space, unused_for, last_used_state) on an engine whose data root is a small tmpfs.
+
+Each test starts a private engine of its own whose data root is a 128 MiB tmpfs holding a copy of the realistic world
+(pulled images sharing base layers, CI leftovers, stopped containers), so both measures are real: the images' total
+size in the engine's own accounting (``/system/df`` ``LayersSize``) and the use of the filesystem of the data root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from tests.harness.ansible_runner import run_module
+from tests.harness.engines import Engine, engine_spec
+
+KiB = 1024
+MiB = 1024 * KiB
+PROTECTED = ("apps/api:2.0", "base/debian:12")  # a stopped container uses the first; the second is excluded
+
+
+@pytest.fixture
+def tight(world):
+    """A private engine on a 128 MiB tmpfs data root, holding a copy of the world; unmounted when it stops."""
+    engine = Engine(engine_spec(world.kind), tmpfs_size="128m", data_from=world.golden).start()
+    try:
+        yield engine, world.world
+    finally:
+        engine.stop()
+
+
+def _layers_size(engine):
+    return engine.api.df()["LayersSize"]
+
+
+def _fs_used(engine):
+    stat = os.statvfs(engine.data_root)
+    total = stat.f_blocks * stat.f_frsize
+    return total, total - stat.f_bavail * stat.f_frsize
+
+
+def _ran(engine, image_id, start=True):
+    """A container on ``image_id`` that ran (or was only created) and is gone again: only its times remain known."""
+    host_config = engine.api.create_host_config(network_mode="none")
+    container = engine.api.create_container(image_id, command=["/bin/busybox", "true"], host_config=host_config)
+    if start:
+        engine.api.start(container)
+        engine.api.wait(container)
+    return container["Id"]
+
+
+def _same_outcome(check, real):
+    for key in ("changed", "untagged", "deleted", "free_space"):
+        assert check[key] == real[key], key
+    assert [(e["id"], e["action"], e.get("last_used")) for e in check["images"]] == [
+        (e["id"], e["action"], e.get("last_used")) for e in real["images"]]
+
+
+def _close(predicted_drop, real_drop, exact):
+    if exact:
+        assert predicted_drop == real_drop
+    else:
+        assert abs(predicted_drop - real_drop) <= 0.02 * real_drop + 64 * KiB, (predicted_drop, real_drop)
+
+
+def test_least_recently_used_first_until_low_with_the_state_file(tight, tmp_path):
+    engine, world = tight
+    state = tmp_path / "state" / "last-used.json"
+    args = {"docker_host": engine.url, "last_used_state": str(state), "exclude": [world.ref("base/debian:12")]}
+    # containers used two images recently; the containers are gone by the time the space runs out
+    recent = [_ran(engine, world.ids["apps/web:1.0"]), _ran(engine, world.ids["runtime/node:20"], start=False)]
+    calm = run_module("image_remove", dict(args, free_space={"high": "1TB", "low": "1TB"}))
+    assert not calm.failed and not calm["changed"] and calm["free_space"]["target_met"]
+    assert any("does not exist yet" in w for w in calm.warning_texts)
+    remembered = json.loads(state.read_text())["images"]
+    assert {world.ids["apps/web:1.0"], world.ids["runtime/node:20"]} <= set(remembered)
+    assert not [name for name in os.listdir(state.parent) if name != state.name]  # no temporary file left
+    for container in recent:
+        engine.api.remove_container(container)
+
+    used = _layers_size(engine)
+    need = 3 * MiB if engine.kind != "containerd" else 6 * MiB
+    pressure = dict(args, free_space={"high": used, "low": used - need})
+    before_state = state.read_text()
+    check = run_module("image_remove", pressure, check_mode=True)
+    assert not check.failed, check.get("msg")
+    assert state.read_text() == before_state  # never written in check mode
+    real = run_module("image_remove", pressure)
+    assert not real.failed, real.get("msg")
+    _same_outcome(check, real)
+    space = real["free_space"]
+    assert space["measure"] == "images" and space["used_before"] == used and space["target_met"]
+    assert space["used_after"] <= used - need
+    after = _layers_size(engine)
+    _close(used - space["used_after"], used - after, exact=engine.kind != "containerd")
+
+    listed = {image["Id"] for image in engine.api.images(all=True)}
+    for name in PROTECTED + ("apps/web:1.0", "runtime/node:20"):  # protected, or used more recently than the rest
+        assert world.ids[name] in listed, name
+    removed = [e for e in real["images"] if e["action"] == "deleted" and e.get("rule") == "free_space"]
+    assert removed and all(e["last_used"] for e in removed)
+    kept = {e["id"]: e["reason"] for e in real["images"] if e["action"] == "kept"}
+    assert kept[world.ids["apps/api:2.0"]] == "container" and kept[world.ids["base/debian:12"]] == "excluded"
+    times = [e["last_used"] for e in removed]
+    assert times == sorted(times)  # least recently used first
+
+    rerun = run_module("image_remove", pressure)
+    assert not rerun["changed"] and rerun["free_space"]["used_before"] == after < used
+    assert set(json.loads(state.read_text())["images"]) <= listed
+
+
+def test_filesystem_measure_of_the_data_root(tight):
+    engine, world = tight
+    total, used = _fs_used(engine)
+    high = used * 100.0 / total
+    low = (used - 2 * MiB) * 100.0 / total
+    args = {"docker_host": engine.url, "free_space": {"high": f"{high - 0.01:.3f}%", "low": f"{low:.3f}%"}}
+    check = run_module("image_remove", args, check_mode=True)
+    assert not check.failed, check.get("msg")
+    real = run_module("image_remove", args)
+    _same_outcome(check, real)
+    space = real["free_space"]
+    assert space["measure"] == "filesystem" and space["path"] == str(engine.data_root) and space["total"] == total
+    assert space["target_met"] and real["deleted"]
+    _total, after = _fs_used(engine)
+    _close(space["used_before"] - space["used_after"], space["used_before"] - after, exact=False)
+    for name in ("apps/api:2.0",):
+        assert world.ids[name] in {image["Id"] for image in engine.api.images(all=True)}
+    assert not run_module("image_remove", args)["changed"]
+
+
+def test_not_enough_candidates_removes_them_all_and_warns(tight, tmp_path):
+    engine, world = tight
+    state = tmp_path / "last-used.json"
+    state.write_text("{not json")
+    used = _layers_size(engine)
+    args = {"docker_host": engine.url, "free_space": {"high": "1B", "low": 0}, "keep_latest": 1,
+            "last_used_state": str(state)}
+    check = run_module("image_remove", args, check_mode=True)
+    assert not check.failed, check.get("msg")
+    assert any("cannot be read" in w for w in check.warning_texts) and state.read_text() == "{not json"
+    real = run_module("image_remove", args)
+    _same_outcome(check, real)
+    assert real["free_space"]["target_met"] is False and any("above low" in w for w in real.warning_texts)
+    assert json.loads(state.read_text())["version"] == 1  # started afresh
+    listed = {image["Id"] for image in engine.api.images(all=True)}
+    kept = [e for e in real["images"] if e["action"] == "kept" and e["reason"] == "keep_latest"]
+    assert kept and all(e["id"] in listed for e in kept)
+    assert world.ids["apps/api:2.0"] in listed
+    # apps/web:1.1 is the newest in mirror/web; apps/web:1.0 goes unless it is the newest of apps/web (same second)
+    assert world.ids["apps/web:1.1"] in listed
+    assert (world.ids["apps/web:1.0"] in listed) == (world.ids["apps/web:1.0"] in {e["id"] for e in kept})
+    _close(used - real["free_space"]["used_after"], used - _layers_size(engine), exact=engine.kind != "containerd")
+
+
+def test_unused_for_alone(tight):
+    engine, world = tight
+    args = {"docker_host": engine.url, "unused_for": "1h"}
+    _ran(engine, world.ids["apps/web:1.0"])
+    time.sleep(1)
+    check = run_module("image_remove", args, check_mode=True)
+    assert not check.failed, check.get("msg")
+    assert not check["deleted"]  # the world is minutes old: nothing was unused for an hour
+    recent = {e["id"] for e in check["images"] if e.get("reason") == "recently_used"}
+    assert world.ids["apps/worker:1"] in recent
+    stale = run_module("image_remove", dict(args, unused_for="0s"), check_mode=True)
+    assert world.ids["apps/worker:1"] in stale["deleted"] and world.ids["apps/web:1.0"] not in stale["deleted"]
+
+
+@pytest.mark.parametrize("extra, words", [
+    ({"images": ["busybox"], "free_space": {"high": "85%", "low": "80%"}}, ["cannot be combined with images"]),
+    ({"images": ["busybox"], "unused_for": "30d"}, ["cannot be combined with images"]),
+    ({"free_space": {"high": "85%", "low": "20GB"}}, ["different kinds"]),
+    ({"free_space": {"high": "80%", "low": "85%"}}, ["above high"]),
+    ({"unused_for": "soon"}, ["unused_for", "soon"]),
+    ({"free_space": {"high": "1GB", "low": "1GB"}, "last_used_state": "relative.json"}, ["absolute path"]),
+])
+def test_bad_options_fail_before_anything_changes(engine, extra, words):
+    before = engine.state()
+    result = run_module("image_remove", dict({"docker_host": engine.url}, **extra))
+    assert result.failed and all(w in result["msg"] for w in words), result["msg"]
+    assert engine.state() == before
