@@ -97,6 +97,8 @@ class _Run:
         try:
             data = self.calls.inspect_image(step.image_id)
             entry["references"] = list(data.get("RepoTags") or []) + list(data.get("RepoDigests") or [])
+            if entry["reason"] == _planner.REASON_REPOSITORIES:
+                entry["reason"] = _planner.several_references_reason(entry["references"])
             entry["containers"] = sorted(c["Id"] for c in self.engine.containers(all=True)
                                          if c.get("ImageID") == step.image_id)
         except Exception:  # noqa: BLE001 - the entry stays useful without the re-read

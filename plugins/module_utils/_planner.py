@@ -31,6 +31,8 @@ REASON_CONTAINER = "container"
 REASON_RUNNING = "running_container"
 REASON_CHILDREN = "child_images"
 REASON_REPOSITORIES = "multiple_repositories"
+REASON_TAGS = "multiple_tags"  # the same conflict, all references in one repository (the engine's message still
+#                                says "multiple repositories")
 
 
 @dataclass(frozen=True)
@@ -52,16 +54,20 @@ class StoreRules:
     #                                when others remain (classic); containerd only checks when every name goes
     prune_needs_whole_chain: bool  # the parent walk reads the whole chain of Parent links before deleting; one
     #                                ancestor already gone cancels the walk (containerd's parents() fails)
+    image_prune_walks_parents: bool  # ``docker image prune`` deletes through the delete's parent walk (classic);
+    #                                  containerd's prune deletes only the images it selected, parents included
 
 
 CLASSIC_RULES = StoreRules("classic", child_conflict=True, digest_removal_untags_repository=False,
                            reports_layers=True, derived_digests=False, untag_keeps_parent_listed=False,
                            prune_ignores_siblings=False, prune_needs_single_name=False, delete_all_names=False,
-                           last_reference_conflict=True, prune_needs_whole_chain=False)
+                           last_reference_conflict=True, prune_needs_whole_chain=False,
+                           image_prune_walks_parents=True)
 CONTAINERD_RULES = StoreRules("containerd", child_conflict=False, digest_removal_untags_repository=True,
                               reports_layers=False, derived_digests=True, untag_keeps_parent_listed=True,
                               prune_ignores_siblings=True, prune_needs_single_name=True, delete_all_names=True,
-                              last_reference_conflict=False, prune_needs_whole_chain=True)
+                              last_reference_conflict=False, prune_needs_whole_chain=True,
+                              image_prune_walks_parents=False)
 
 
 def rules_for(store):
@@ -255,7 +261,7 @@ class _State:
             return Conflict(REASON_RUNNING, f"image is being used by running container {running[0].id[:12]}",
                             used=True, hard=True)
         if soft and active_reference and image.refs:
-            return Conflict(REASON_REPOSITORIES, "image is referenced in multiple repositories")
+            return Conflict(several_references_reason(image.refs), "image is referenced in multiple repositories")
         if soft and users:
             return Conflict(REASON_CONTAINER, f"image is being used by stopped container {users[0].id[:12]}",
                             used=True)
@@ -378,6 +384,32 @@ class _State:
             image.digests.clear()
         self.delete_helper(image, force, prune, False, untagged, deleted)
         return untagged, deleted
+
+
+def several_references_reason(refs):
+    """The skip reason for an image the engine will not delete by ID for its references: ``multiple_tags`` when they
+    are all in one repository, ``multiple_repositories`` otherwise."""
+    return REASON_TAGS if len({repository_of(ref) for ref in refs}) == 1 else REASON_REPOSITORIES
+
+
+def prune_like(requests, state):
+    """Images selected by ``filters`` or ``all`` go the way ``docker image prune`` removes them: each reference
+    (sorted), the image going with its last one; an image without references by ID. Explicit ``images`` entries
+    stay as they are (``docker rmi``)."""
+    out = []
+    for request in requests:
+        image = state.images.get(request.image_id)
+        if request.kind == "id" and request.rule != "images" and image is not None and image.refs:
+            out.extend(dataclasses.replace(request, kind="reference", target=ref) for ref in sorted(image.refs))
+        else:
+            out.append(request)
+    return out
+
+
+def _prune_for(request, policy, rules):
+    """The parent walk for one request: the ``prune`` option, except for what ``filters`` or ``all`` selected on a
+    store whose own image prune does not walk parents (they are selected themselves there)."""
+    return policy.prune and (request.rule == "images" or rules.image_prune_walks_parents)
 
 
 def mounted_images(snapshot):
@@ -575,7 +607,7 @@ def plan(snapshot, requests, policy=None, rules=None, not_found=(), protected=No
     state = _State(snapshot, rules)
     seen = set()
     unique = []
-    for request in requests:
+    for request in prune_like(requests, state):
         key = (request.kind, request.target)
         if key not in seen and request.image_id in state.images:
             seen.add(key)
@@ -610,20 +642,23 @@ def plan(snapshot, requests, policy=None, rules=None, not_found=(), protected=No
             force = policy.force and not state.single_reference(image) and bool(image.refs)
         else:
             # containerd: a forced removal of a parent's last name deletes it instead of keeping it listed dangling,
-            # as ``docker rmi -f`` does; with no container on the image, force changes nothing else
+            # as ``docker rmi -f`` does, and as that store's image prune deletes what it selected; with no container
+            # on the image, force changes nothing else
             force = _forced_untag(state, image, request.target, policy) or (
-                policy.force and rules.untag_keeps_parent_listed and not state.containers_of(image.id))
+                (policy.force or request.rule != "images") and rules.untag_keeps_parent_listed
+                and not state.containers_of(image.id))
+        prune = _prune_for(request, policy, rules)
         try:
             if request.kind == "id" and force and request.image_id in remove_first and state.containers_of(
                     request.image_id):
                 # a forced delete would pass over stopped containers: they are removed first, explicitly
                 raise Conflict(REASON_CONTAINER, "stopped containers use the image")
-            untagged, deleted = _attempt(state, request, force, policy.prune)
+            untagged, deleted = _attempt(state, request, force, prune)
         except Conflict as conflict:
             outcome = None
             if conflict.reason == REASON_CONTAINER and request.image_id in remove_first:
                 # containers=remove: the stopped containers go first, but only if the image then goes too
-                outcome = _without_containers(state, request, force, policy.prune, remove_first[request.image_id])
+                outcome = _without_containers(state, request, force, prune, remove_first[request.image_id])
             if outcome is None or isinstance(outcome, Conflict):
                 reason = outcome.reason if isinstance(outcome, Conflict) else conflict.reason
                 if request.image_id not in skipped_ids:
@@ -637,7 +672,7 @@ def plan(snapshot, requests, policy=None, rules=None, not_found=(), protected=No
                                   group(request.image_id)))
             state.adopt(trial)
         steps.append(Step(len(steps), "remove_image", request.target, request.image_id, group(request.image_id),
-                          force=force, noprune=not policy.prune, given=request.given, rule=request.rule,
+                          force=force, noprune=not prune, given=request.given, rule=request.rule,
                           untagged=untagged, deleted=deleted))
         if (rules.child_conflict and request.image_id in state.images and not state.images[request.image_id].refs
                 and state.children(request.image_id) and request.image_id not in skipped_ids):

@@ -35,7 +35,8 @@ import time
 
 from ansible_collections.janitor.docker.plugins.module_utils import _references
 from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
-from ansible_collections.janitor.docker.plugins.module_utils._snapshot import CONTAINERD, Request, repository_of
+from ansible_collections.janitor.docker.plugins.module_utils._planner import rules_for
+from ansible_collections.janitor.docker.plugins.module_utils._snapshot import Request, repository_of
 
 SELECTION_ARGUMENT_SPEC = dict(
     filters=dict(type="dict"),
@@ -425,8 +426,9 @@ def _select(snapshot, policy):
     since = _named_image(snapshot, policy.since, "filters.since").created if policy.since else None
     rule = "filters" if policy.filters else "all"
     given = policy.describe()
-    # containerd: a parent is no obstacle to deleting an untagged intermediate image, so prune -a takes them too
-    skip_intermediate = not (policy.all and snapshot.store == CONTAINERD)
+    # the containerd store's image prune selects untagged intermediate images like any other (a parent is no
+    # obstacle to deleting them there) and walks no parents; the graph driver's leaves them to its parent walk
+    skip_intermediate = rules_for(snapshot.store).image_prune_walks_parents
 
     selected = []  # (image, references or None for the whole image)
     kept = []

@@ -78,9 +78,11 @@ options:
     default: latest
   force:
     description:
-      - Like C(docker rmi -f) for images referenced by several tags or in several repositories (mostly for
-        images named by ID) - without O(force=true) such an image is reported in RV(skipped_images) with the reason
-        V(multiple_repositories).
+      - Like C(docker rmi -f) for images named by ID in O(images) that have several tags or references in several
+        repositories - without O(force=true) such an image is reported in RV(skipped_images) with the reason
+        V(multiple_tags) (several tags of one repository) or V(multiple_repositories).
+      - Images that O(filters) or O(all) select do not need it - they are removed as C(docker image prune) removes
+        them, each reference and then the image with its last one.
       - O(force) does not decide about containers, O(containers) does. Images of running containers are never
         deleted; images of stopped containers are deleted only with O(containers=remove), after their containers.
     type: bool
@@ -119,8 +121,9 @@ options:
     default: 4
   filters:
     description:
-      - Select images by policy, with the engine's image filters; the selected images are removed with the same
-        rules, options and result keys as O(images), in the same pass. Several filters must all hold.
+      - Select images by policy, with the engine's image filters; the selected images are removed in the same pass
+        and with the same result keys as O(images), the way C(docker image prune) removes them - each reference,
+        and the image with its last one, without O(force). Several filters must all hold.
       - V(dangling) (bool) - V(true) selects untagged images, V(false) tagged ones.
       - V(reference) - a glob or a list of globs (V(*) and V(?) do not match V(/); V([a-z]) classes) matched
         against each reference (V(app:1)) and its repository name (V(app)), as C(docker images --filter reference=).
@@ -133,7 +136,8 @@ options:
         (V(2024-05-01), V(2024-05-01T12:00:00Z), Unix seconds; local time without a zone); selects images created
         at or before it, as C(docker image prune --filter until=).
       - Without O(all), filters apply to the images C(docker images) lists - tagged images and untagged images
-        without child images. Untagged parent images are removed with their last child (O(prune)).
+        without child images. Untagged parent images are removed with their last child (O(prune)); on the
+        containerd image store they are selected too, as its C(docker image prune) selects them.
       - Unknown filter names and malformed values fail the task before anything is removed.
     type: dict
   exclude:
@@ -341,8 +345,9 @@ skipped_images:
     reason:
       description:
         - V(container) (stopped containers use it), V(running_container), V(child_images) (the classic store keeps
-          a parent that has child images; its references may have been removed) or V(multiple_repositories)
-          (named by ID, referenced by several tags or repositories, and O(force=false)).
+          a parent that has child images; its references may have been removed), V(multiple_tags) (named by ID,
+          several tags of one repository, and O(force=false)) or V(multiple_repositories) (named by ID, references
+          in several repositories, and O(force=false)).
       type: str
     containers:
       description: The IDs of the containers that use it.

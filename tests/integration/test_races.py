@@ -185,8 +185,8 @@ def test_tags_added_after_the_snapshot(clean_engine, images, race, force):
     assert "race-several:2" in after[several] and "race-several:1" not in after[several]
     assert "race-idsame:1" in after[id_same] and "race-idother:1" in after[id_other]
     skipped = {entry["image"]: entry for entry in result["skipped_images"]}
-    for image in (id_same, id_other):
-        assert skipped[image]["reason"] == "multiple_repositories", skipped
+    for image, reason in ((id_same, "multiple_tags"), (id_other, "multiple_repositories")):
+        assert skipped[image]["reason"] == reason, skipped
         assert "changed since the snapshot" in skipped[image]["detail"]
 
 

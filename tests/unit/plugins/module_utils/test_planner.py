@@ -60,12 +60,12 @@ def test_three_tags_removed_one_by_one(store):
 
 
 @pytest.mark.parametrize("store", STORES)
-@pytest.mark.parametrize("tags", [("a:1", "b:1"), ("a:1", "a:2")])
-def test_id_with_several_tags_needs_force(store, tags):
+@pytest.mark.parametrize("tags, reason", [(("a:1", "b:1"), "multiple_repositories"), (("a:1", "a:2"), "multiple_tags")])
+def test_id_with_several_tags_needs_force(store, tags, reason):
     snapshot = Snapshot(images=(ImageRecord(iid(1), tags=tags),), store=store)
     plan, result = run(snapshot, [iid(1)])
     assert plan.steps == [] and not result["changed"]
-    assert result["skipped_images"] == [{"image": iid(1), "references": list(tags), "reason": "multiple_repositories",
+    assert result["skipped_images"] == [{"image": iid(1), "references": list(tags), "reason": reason,
                                          "containers": []}]
     plan, result = run(snapshot, [iid(1)], force=True)
     assert plan.steps[0].force is True
@@ -330,7 +330,7 @@ def test_random_graph_invariants(case):
         if entry["reason"] in ("container", "running_container"):
             assert set(after[entry["image"]].references) >= set(by_id[entry["image"]].references) - set(
                 result["untagged"])
-        if entry["reason"] == "multiple_repositories":
+        if entry["reason"] in ("multiple_repositories", "multiple_tags"):
             assert set(after[entry["image"]].references) >= set(by_id[entry["image"]].references) - set(
                 result["untagged"]) and set(after[entry["image"]].references)
     # every result key is there, and changed is consistent
@@ -447,3 +447,22 @@ def test_a_mounting_container_holds_the_image_like_its_own(store):
     snapshot = Snapshot(images=snapshot.images, containers=(gone,), store=store)
     _plan, result = run(snapshot, [iid(1)], force=True)
     assert result["deleted"] == [iid(1)]
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_all_removes_each_reference_like_image_prune(store):
+    """all/filters: each reference, then the image with its last one, without force (docker image prune -a)."""
+    from ansible_collections.janitor.docker.plugins.module_utils._snapshot import Request
+
+    snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("web:1.5", "web:latest")),
+                                ImageRecord(iid(2), tags=("a:1", "b:1"))), store=store)
+    requests = [Request("id", iid(1), iid(1), given="all", rule="all"), Request("id", iid(2), iid(2), rule="all")]
+    plan = _planner.plan(snapshot, requests, _planner.Policy())
+    result = _result.build(plan)
+    # force only on the containerd store, where it deletes a parent's last name instead of keeping it listed, as
+    # that store's prune deletes what it selected; no container uses these images
+    forced = store == CONTAINERD
+    assert [(s.target, s.force) for s in plan.steps] == [("web:1.5", forced), ("web:latest", forced),
+                                                          ("a:1", forced), ("b:1", forced)]
+    assert result["deleted"] == sorted([iid(1), iid(2)]) and result["skipped_images"] == []
+    assert {s.rule for s in plan.steps} == {"all"}

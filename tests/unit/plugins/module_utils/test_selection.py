@@ -490,9 +490,10 @@ def test_selection_and_plan_on_ten_thousand_images():
         actions[entry["action"]] += 1
         assert entry["rule"] == "all"
     assert actions.get("kept", 0) == len({k["id"] for k in kept})
-    assert actions.get("deleted", 0) + actions.get("skipped", 0) + actions.get("unchanged", 0) == len(requests)
-    # an image is skipped because a container uses it, or (classic store) for its children
-    skipped = [entry for entry in result["images"] if entry["action"] == "skipped"]
+    assert sum(actions.get(a, 0) for a in ("deleted", "skipped", "unchanged", "untagged")) == len(requests)
+    # an image is skipped because a container uses it, or (classic store) untagged and kept for its children, as
+    # docker image prune -a leaves a tagged parent whose child a container holds
+    skipped = [entry for entry in result["images"] if entry["action"] in ("skipped", "untagged")]
     assert {entry["reason"] for entry in skipped} == {"child_images", "container", "running_container"}
     assert {e["id"] for e in skipped if e["reason"] != "child_images"} == used & {r.image_id for r in requests}
     assert all(e["containers"] for e in skipped if e["reason"] != "child_images")
