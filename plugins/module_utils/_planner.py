@@ -392,6 +392,9 @@ def several_references_reason(refs):
     return REASON_TAGS if len({repository_of(ref) for ref in refs}) == 1 else REASON_REPOSITORIES
 
 
+PRUNE_RULES = frozenset(("filters", "all"))  # what selected a request the way ``docker image prune`` selects
+
+
 def prune_like(requests, state):
     """Images selected by ``filters`` or ``all`` go the way ``docker image prune`` removes them: each reference
     (sorted), the image going with its last one; an image without references by ID. Explicit ``images`` entries
@@ -399,7 +402,7 @@ def prune_like(requests, state):
     out = []
     for request in requests:
         image = state.images.get(request.image_id)
-        if request.kind == "id" and request.rule != "images" and image is not None and image.refs:
+        if request.kind == "id" and request.rule in PRUNE_RULES and image is not None and image.refs:
             out.extend(dataclasses.replace(request, kind="reference", target=ref) for ref in sorted(image.refs))
         else:
             out.append(request)
@@ -409,7 +412,7 @@ def prune_like(requests, state):
 def _prune_for(request, policy, rules):
     """The parent walk for one request: the ``prune`` option, except for what ``filters`` or ``all`` selected on a
     store whose own image prune does not walk parents (they are selected themselves there)."""
-    return policy.prune and (request.rule == "images" or rules.image_prune_walks_parents)
+    return policy.prune and (request.rule not in PRUNE_RULES or rules.image_prune_walks_parents)
 
 
 def mounted_images(snapshot):
@@ -645,7 +648,7 @@ def plan(snapshot, requests, policy=None, rules=None, not_found=(), protected=No
             # as ``docker rmi -f`` does, and as that store's image prune deletes what it selected; with no container
             # on the image, force changes nothing else
             force = _forced_untag(state, image, request.target, policy) or (
-                (policy.force or request.rule != "images") and rules.untag_keeps_parent_listed
+                (policy.force or request.rule in PRUNE_RULES) and rules.untag_keeps_parent_listed
                 and not state.containers_of(image.id))
         prune = _prune_for(request, policy, rules)
         try:
