@@ -324,14 +324,18 @@ def test_random_graph_invariants(case):
     # deleted images were asked for, or untagged in the snapshot (a pruned parent)
     for image_id in result["deleted"]:
         assert image_id in asked_images or not by_id[image_id].references, image_id
-    # skipped images keep their references
+    # skipped images keep their references (containerd: the tags; its digests are derived from them, and one goes
+    # unreported with its repository's last tag)
     after = plan.after.by_id()
+
+    def refs(image):
+        return set(image.tags if snapshot.store == CONTAINERD else image.references)
+
     for entry in result["skipped_images"]:
         if entry["reason"] in ("container", "running_container"):
-            assert set(after[entry["image"]].references) >= set(by_id[entry["image"]].references) - set(
-                result["untagged"])
+            assert refs(after[entry["image"]]) >= refs(by_id[entry["image"]]) - set(result["untagged"])
         if entry["reason"] in ("multiple_repositories", "multiple_tags"):
-            assert set(after[entry["image"]].references) >= set(by_id[entry["image"]].references) - set(
+            assert refs(after[entry["image"]]) >= refs(by_id[entry["image"]]) - set(
                 result["untagged"]) and set(after[entry["image"]].references)
     # every result key is there, and changed is consistent
     assert set(_result.RESULT_KEYS) <= set(result)
