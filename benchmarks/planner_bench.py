@@ -6,7 +6,7 @@ containers on a fifth of the images (one in ten running). Two cases are timed, e
 
 * ``list``: every image's references given explicitly: ``_references.resolve`` + ``merge``, then
   ``_planner.plan`` and ``_result.build(plan)`` with ``containers=skip``;
-* ``filter``: ``_selection.select`` with a label filter matching every image, then the same planning with
+* ``filter``: ``_selection.Selection`` with a label filter matching every image, then the same planning with
   ``force=true`` (the filter selects whole images by ID; some are tagged in several repositories).
 
 ``plan`` is what the target counts; resolution and selection are reported beside it.
@@ -77,8 +77,7 @@ def run(images: int = 10_000, containers: int = 5_000, repeat: int = 3, budget: 
         return _references.merge(resolution.requests)
 
     def select():
-        requests, _kept = _selection.select(snapshot, {"filters": {"label": "janitor.bench=synthetic"}}, time.time())
-        return requests
+        return _selection.Selection({"filters": {"label": "janitor.bench=synthetic"}}).resolve(snapshot).requests
 
     for case, make_requests, policy in (("list", resolve, list_policy), ("filter", select, filter_policy)):
         resolve_seconds, requests = _best(make_requests, 1)

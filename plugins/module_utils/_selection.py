@@ -408,17 +408,13 @@ def _entry(image, rule, reason, given, **extra):
     return entry
 
 
-def select(snapshot, params, now=None):
-    """``(requests, kept)`` for the rule options in ``params`` (``filters``, ``exclude``, ``keep_latest``, ``all``).
+def _select(snapshot, policy):
+    """``(requests, kept)`` for the rule options (``filters``, ``exclude``, ``keep_latest``, ``all``).
 
     ``requests``: ``Request`` objects (kind ``reference`` for the ``reference`` filter, else ``id``), newest image
     first. ``kept``: dicts ``{id, references, rule, reason, given}`` for images the filters selected but that stay:
-    reason ``excluded`` (with ``by``), ``keep_latest`` (with ``repository``) or ``container`` (``all``: in use).
+    reason ``excluded`` (with ``by``) or ``keep_latest`` (with ``repository``).
     """
-    return _select(snapshot, _Policy(params, time.time() if now is None else now))
-
-
-def _select(snapshot, policy):
     if not policy.active:
         return [], []
     index = _Index(snapshot)

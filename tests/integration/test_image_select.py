@@ -42,7 +42,7 @@ def cli_listing(engine, *filters):
 
 
 def our_listing(snapshot, filters):
-    requests, _kept = _selection.select(snapshot, {"filters": filters}, time.time())
+    requests = _selection.Selection({"filters": filters}).resolve(snapshot).requests
     rows = set()
     by_id = snapshot.by_id()
     for request in requests:
@@ -133,7 +133,8 @@ def test_all_matches_docker_image_prune_a(clean_engine, images, cli_filters, fil
     held = images.simple("sel-held:1", labels={"tier": "web"})
     images.stopped_container(held)  # created, never started: any image will do, and it is in use all the same
     before = snapshot_of(clean_engine)
-    requests, kept = _selection.select(before, {"all": True, "filters": filters}, time.time())
+    selected = _selection.Selection({"all": True, "filters": filters}).resolve(before)
+    requests, kept = selected.requests, selected.kept
     assert kept == []
     # an image in use is selected, and then left by the planner (containers not given: skip for rules)
     plan = _planner.plan(before, requests, _planner.Policy())
@@ -329,8 +330,8 @@ def test_since_and_before_on_a_build_chain(clean_engine, images):
     snapshot = snapshot_of(clean_engine)
     for filters in (["since=built:base"], ["before=built:top"], ["since=built:base", "before=built:top"]):
         expected = {row[0] for row in cli_listing(clean_engine, *filters)}
-        ours = {r.image_id for r in _selection.select(
-            snapshot, {"filters": dict(f.split("=", 1) for f in filters)}, time.time())[0]}
+        ours = {r.image_id for r in _selection.Selection(
+            {"filters": dict(f.split("=", 1) for f in filters)}).resolve(snapshot).requests}
         assert ours == expected, filters
     result = check_real_rerun(clean_engine, {"filters": {"since": "built:middle"}})
     assert top in result["deleted"] and entry(result, top)["given"] == "since=built:middle"

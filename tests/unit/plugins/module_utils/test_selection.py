@@ -35,7 +35,8 @@ def snap(*images, containers=(), store=CLASSIC):
 
 
 def run(snapshot, now=NOW, **params):
-    return _selection.select(snapshot, params, now)
+    selected = _selection.Selection(params, now).resolve(snapshot)
+    return selected.requests, selected.kept
 
 
 def ids(requests):
@@ -449,9 +450,8 @@ def big_snapshot(n_images=10_000, n_containers=5_000):
 def test_ten_thousand_images_five_thousand_containers():
     s = big_snapshot()
     used = {c.image_id for c in s.containers}
-    requests, kept = _selection.select(
-        s, {"all": True, "filters": {"reference": "team1*/*", "label!": "env=prod", "until": "1d"},
-            "exclude": ["team10/*"], "keep_latest": 3}, NOW)
+    requests, kept = run(s, all=True, filters={"reference": "team1*/*", "label!": "env=prod", "until": "1d"},
+                         exclude=["team10/*"], keep_latest=3)
     by_id = s.by_id()
     assert requests
     for request in requests:
@@ -474,11 +474,11 @@ def test_ten_thousand_images_five_thousand_containers():
 
 
 def test_selection_and_plan_on_ten_thousand_images():
-    """select() then the planner: every requested image is accounted for, container images stay."""
+    """The selection then the planner: every requested image is accounted for, container images stay."""
     from ansible_collections.janitor.docker.plugins.module_utils import _planner, _result
 
     s = big_snapshot()
-    requests, kept = _selection.select(s, {"all": True}, NOW)
+    requests, kept = run(s, all=True)
     plan = _planner.plan(s, requests, _planner.Policy())  # containers not given: rules skip images in use
     result = _selection.annotate(_result.build(plan), plan, kept)
     used = {c.image_id for c in s.containers}
@@ -580,7 +580,7 @@ def random_case(draw):
 @settings(max_examples=300, deadline=None)
 def test_selection_invariants(case):
     s, params = case
-    requests, kept = _selection.select(s, params, NOW)
+    requests, kept = run(s, **params)
     by_id = s.by_id()
     kept_ids = {k["id"] for k in kept if k["reason"] != "keep_latest"}
     policy = _selection._Policy(params, NOW)
@@ -602,8 +602,7 @@ def test_selection_invariants(case):
                 count[entry["repository"]] = count.get(entry["repository"], 0) + 1
         assert all(v <= params["keep_latest"] for v in count.values())
     # the same selection whatever the listing order
-    assert _selection.select(Snapshot(images=tuple(reversed(s.images)), containers=s.containers), params, NOW) == (
-        requests, kept)
+    assert run(Snapshot(images=tuple(reversed(s.images)), containers=s.containers), **params) == (requests, kept)
 
 
 @pytest.mark.parametrize("params, warned", [
