@@ -275,6 +275,100 @@ class LayerSpace:
         return self.table.space(*sets)
 
 
+class PrefixFreed:
+    """``freed(prefix) -> bytes`` for the prefixes of one LRU order, from one plan and one accounting.
+
+    The first question ``choose`` asks is about the whole order: that plan (every candidate, in the order) is made
+    once, and each step's deletions are credited to the candidate whose request made it (an untagged parent the
+    store prunes with its last child, to the last of its children). The layer
+    table's ``space()`` is a sum over the released layers and the deleted images (``LayerTable.shares``), and a
+    layer is released at the position of the last of its images, so every prefix's space is one running sum.
+    ``exact(prefix)`` checks a prefix against a plan and ``space()`` of its own; when the steps come out of order,
+    or a check fails, ``fallback`` (``planned_freed``: a plan and a ``space()`` per question) answers instead.
+    """
+
+    def __init__(self, snapshot, offered, policy, rules, space, rule, given):
+        self.snapshot = snapshot
+        self.by_id = {c.image_id: c for c in offered}
+        self.policy = policy
+        self.rules = rules
+        self.space = space
+        self.rule = rule
+        self.given = given
+        self.fallback = planned_freed(snapshot, offered, policy, rules, space, rule, given)
+        self.order = None
+        self.running = None
+
+    def __call__(self, prefix):
+        if not prefix:
+            return 0
+        if self.running is None or len(prefix) > len(self.order) or prefix[-1] != self.order[len(prefix) - 1]:
+            self.order = list(prefix)
+            self.running = self._running(self.order)
+        if self.running is False:
+            return self.fallback(prefix)
+        return self.running[len(prefix)]
+
+    def _plan(self, ids):
+        return plan(self.snapshot, requests_for(self.snapshot, [self.by_id[i] for i in ids], self.rule, self.given),
+                    self.policy, self.rules)
+
+    def _running(self, order):
+        position = {image_id: index for index, image_id in enumerate(order)}
+        deleted_at = {}
+        pruned = []
+        for step in self._plan(order).steps:
+            index = position.get(step.image_id)
+            if index is None:
+                return False
+            for image_id in step.deleted:
+                if image_id not in deleted_at:
+                    deleted_at[image_id] = index
+                    if image_id != step.image_id:
+                        pruned.append(image_id)
+        if pruned and not self.rules.prune_ignores_siblings:
+            # an untagged parent goes with the last of its children: in a prefix, when the last of them is in it
+            children = {}
+            for image in self.snapshot.images:
+                if image.parent:
+                    children.setdefault(image.parent, []).append(image.id)
+            for image_id in reversed(pruned):  # parents were pruned after their children
+                below = [deleted_at[c] for c in children.get(image_id, ()) if c in deleted_at]
+                deleted_at[image_id] = max([deleted_at[image_id]] + below)
+        space = self.space
+        space.freed(deleted_at)  # reads the histories the whole set needs
+        table = space.table
+        never = len(order)
+        release = {}
+        for image in self.snapshot.images:
+            at = deleted_at.get(image.id, never)
+            for chain in table.chains.get(image.id, ()):
+                release[chain] = max(release.get(chain, -1), at)
+        for image_id in space.container_images:
+            for chain in table.chains.get(image_id, ()):
+                release[chain] = never
+        released = {chain: at for chain, at in release.items() if at < never}
+        per_chain, per_image = table.shares(released, deleted_at)
+        added = [0] * (len(order) + 1)
+        for chain, at in released.items():
+            added[at + 1] += per_chain[chain]
+        for image_id, at in deleted_at.items():
+            added[at + 1] += per_image.get(image_id, 0)
+        running = [0] * (len(order) + 1)
+        for index in range(1, len(order) + 1):
+            running[index] = running[index - 1] + added[index]
+        running = [max(0, value) for value in running]
+        if running[-1] != space.freed(deleted_at):
+            return False
+        return running
+
+    def exact(self, prefix):
+        """Whether the running sum's answer for ``prefix`` is what its own plan and ``space()`` give."""
+        if not prefix or self.running is False:
+            return True
+        return self(prefix) == self.fallback(prefix)
+
+
 def deleted_by(planned):
     """The image IDs a plan deletes."""
     return {image_id for step in planned.steps for image_id in step.deleted}
@@ -424,6 +518,16 @@ def choose(snapshot, pressure, offered, last_used, rules, measure=None, freed=No
     chosen = [offered_by_id[i] for i in chosen_ids]
     return Choice(chosen=chosen, free_space=result, warnings=warnings, kept=kept,
                   last_used={i: iso_time(effective.get(i, last_used.get(i, 0))) for i in chosen_ids})
+
+
+def choose_checked(snapshot, pressure, offered, last_used, rules, measure, freed):
+    """``choose`` with a ``PrefixFreed``; the chosen prefix and the one an image shorter are checked against plans
+    of their own, and a failed check chooses again with a plan per question."""
+    choice = choose(snapshot, pressure, offered, last_used, rules, measure=measure, freed=freed)
+    ids = [c.image_id for c in choice.chosen]
+    if freed is not None and not (freed.exact(ids) and freed.exact(ids[:-1])):
+        choice = choose(snapshot, pressure, offered, last_used, rules, measure=measure, freed=freed.fallback)
+    return choice
 
 
 def _shortest_prefix(order, need, freed_by):

@@ -208,7 +208,7 @@ options:
       - Each real run records, per image ID, the latest use its containers showed and when a run last saw a
         container on it; the file is written atomically (a temporary file renamed over it) and never in check
         mode. A missing or unreadable file is a warning and a fresh start, never a failure.
-      - Off by default in this module; the role C(janitor.docker.image_cleanup) turns it on.
+      - Off by default.
     type: path
 notes:
   - O(images) accepts one string too.
@@ -576,8 +576,8 @@ class ImageRemover:
             measure = _disk.read_measure(client, pressure.free_space.measure, client.info())
             read = layer_reader.histories if layer_reader is not None else dict.fromkeys
             space = _pressure.LayerSpace(snapshot, self.layer_table(snapshot, layer_reader), read)
-            freed = _pressure.planned_freed(snapshot, offered, self.policy(), rules, space, rule, given)
-        run.choice = _pressure.choose(snapshot, pressure, offered, last_used, rules, measure=measure, freed=freed)
+            freed = _pressure.PrefixFreed(snapshot, offered, self.policy(), rules, space, rule, given)
+        run.choice = _pressure.choose_checked(snapshot, pressure, offered, last_used, rules, measure, freed)
         if space is not None:
             self._table = space.table  # with the histories read for the choice: the plan's accounting reuses them
         selected.requests = _pressure.requests_for(snapshot, run.choice.chosen, rule, given)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.janitor.docker.plugins.module_utils import _planner, _pressure
+from ansible_collections.janitor.docker.plugins.module_utils import _layers, _planner, _pressure
 from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import (
     CLASSIC, CONTAINERD, ContainerRecord, ImageRecord, Snapshot,
@@ -310,3 +310,28 @@ def test_prefix_is_minimal(sizes, used, low):
             assert used - (freed - size_of[chosen[-1]]) > low  # one image fewer would not reach low
     else:
         assert len(chosen) == len(images) and not choice.free_space["target_met"]
+
+
+@pytest.mark.parametrize("store", [CLASSIC, CONTAINERD])
+def test_one_plan_answers_every_prefix_as_a_plan_per_prefix_does(store):
+    base = img("base", created=0)  # untagged: pruned with its last child on the classic store
+    left = img("left", "l:1", created=1, parent="base")
+    right = img("right", "r:1", created=5, parent="base")
+    lone = img("lone", "lone:1", created=2)
+    twin = img("twin", "twin:1", created=3)  # shares lone's base layer
+    used = img("used", "used:1", created=4)
+    images = (base, left, right, lone, twin, used)
+    snapshot = snap(*images, containers=(ContainerRecord(id="c1", image_id=used.id),), store=store)
+    layers = {base.id: ("b",), left.id: ("b", "l"), right.id: ("b", "r"), lone.id: ("s", "o"),
+              twin.id: ("s", "t"), used.id: ("s", "u")}
+    sizes = {base.id: 300, left.id: 310, right.id: 320, lone.id: 1040, twin.id: 1080, used.id: 1005}
+    table = _layers.LayerTable.from_diff_ids(layers, sizes)
+    space = _pressure.LayerSpace(snapshot, table, lambda ids: {})
+    offered = [_pressure.Candidate(i.id, tuple(i.tags)) for i in (left, right, lone, twin)]
+    rules = _planner.rules_for(store)
+    freed = _pressure.PrefixFreed(snapshot, offered, _planner.Policy(), rules, space, _pressure.RULE_FREE_SPACE, "x")
+    order = [left.id, lone.id, right.id, twin.id]
+    answers = [freed(order[:k]) for k in range(len(order), -1, -1)]
+    assert freed.running is not False
+    assert answers == [freed.fallback(order[:k]) for k in range(len(order), -1, -1)]
+    assert all(freed.exact(order[:k]) for k in range(len(order) + 1))
