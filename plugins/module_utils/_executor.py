@@ -77,7 +77,8 @@ class _Run:
         if step.action == "remove_container":
             self.calls.remove_container(step.target)
             return _result.Answer(step, removed=True)
-        entries = self.calls.remove_image(step.target, force=step.force, noprune=step.noprune)
+        extra = {"platforms": step.platforms} if step.platforms else {}
+        entries = self.calls.remove_image(step.target, force=step.force, noprune=step.noprune, **extra)
         return _result.Answer.from_entries(step, entries)
 
     def _gone(self, image_id):

@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import functools
 import gc
+import json
 from dataclasses import dataclass, field
 
 from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
@@ -56,18 +57,21 @@ class StoreRules:
     #                                ancestor already gone cancels the walk (containerd's parents() fails)
     image_prune_walks_parents: bool  # ``docker image prune`` deletes through the delete's parent walk (classic);
     #                                  containerd's prune deletes only the images it selected, parents included
+    platform_content: bool  # ``platforms`` removes one variant's content (manifest, config, layers) from every image
+    #                         that references it, needs force, and keeps the image (containerd); classic: one
+    #                         platform, which must be the image's own, and the image is removed as without it
 
 
 CLASSIC_RULES = StoreRules("classic", child_conflict=True, digest_removal_untags_repository=False,
                            reports_layers=True, derived_digests=False, untag_keeps_parent_listed=False,
                            prune_ignores_siblings=False, prune_needs_single_name=False, delete_all_names=False,
                            last_reference_conflict=True, prune_needs_whole_chain=False,
-                           image_prune_walks_parents=True)
+                           image_prune_walks_parents=True, platform_content=False)
 CONTAINERD_RULES = StoreRules("containerd", child_conflict=False, digest_removal_untags_repository=True,
                               reports_layers=False, derived_digests=True, untag_keeps_parent_listed=True,
                               prune_ignores_siblings=True, prune_needs_single_name=True, delete_all_names=True,
                               last_reference_conflict=False, prune_needs_whole_chain=True,
-                              image_prune_walks_parents=False)
+                              image_prune_walks_parents=False, platform_content=True)
 
 
 def rules_for(store):
@@ -128,6 +132,8 @@ class Step:
     rule: str = "images"
     untagged: list = field(default_factory=list)
     deleted: list = field(default_factory=list)
+    platforms: tuple = ()  # the ``platforms`` query parameter (JSON of each platform), when given
+    platform: str = ""  # containerd: the one platform whose content this step removes (``deleted``: its manifest)
 
 
 @dataclass
@@ -704,3 +710,100 @@ def _refuse_protected(steps, protected):
 
 def _unique(values):
     return list(dict.fromkeys(values))
+
+
+# -- platforms (DELETE /images/{name}?platforms=, API 1.50) -------------------------------------------------------
+PLATFORMS_API = "1.50"
+_DEFAULT_VARIANTS = {"arm64": "v8", "amd64": "v1"}
+
+
+def platform_key(os_name, arch, variant=""):
+    """``(os, architecture, variant)`` with the default variants left out (``linux/arm64/v8`` is ``linux/arm64``)."""
+    variant = variant or ""
+    if _DEFAULT_VARIANTS.get(arch) == variant:
+        variant = ""
+    return (os_name, arch, variant)
+
+
+def platform_text(key):
+    return "/".join(part for part in key if part)
+
+
+def platform_json(key):
+    """The engine's form of a platform (an OCI platform as JSON)."""
+    os_name, arch, variant = key
+    return json.dumps({"os": os_name, "architecture": arch, **({"variant": variant} if variant else {})},
+                      separators=(",", ":"))
+
+
+def plan_platforms(snapshot, requests, platforms, images_data, policy, rules, not_found=()):
+    """The Plan for ``platforms`` (keys from ``platform_key``) of the images ``requests`` name.
+
+    ``images_data``: {image ID: the engine's inspect of it (with ``Manifests`` on the containerd store)}. The
+    graph-driver store holds one platform per image: one platform, the image's own, and the image is removed as
+    without ``platforms``. The containerd store removes the variant's content (every manifest of it present, with
+    its config and layers) from every image that references it, keeps the image and its names, and needs
+    ``force``; each platform is one request, its answer the manifest's ``Deleted``. Every refusal is raised before
+    anything is sent."""
+    if not rules.platform_content:
+        if len(platforms) != 1:
+            raise JanitorError(f"platforms: the graph-driver image store ({snapshot.engine_version}) removes one platform "
+                               f"at a time, got {len(platforms)}: {', '.join(platform_text(k) for k in platforms)}")
+        for request in requests:
+            data = images_data.get(request.image_id) or {}
+            own = platform_key(data.get("Os") or "", data.get("Architecture") or "", data.get("Variant") or "")
+            if own != platforms[0]:
+                raise JanitorError(f"platforms: {request.given or request.target} ({request.image_id}) is "
+                                   f"{platform_text(own)}, not {platform_text(platforms[0])}; the graph-driver image "
+                                   f"store keeps one platform per image and removes an image only for its own")
+        result = plan(snapshot, requests, policy, rules, not_found)
+        for step in result.steps:
+            if step.action == "remove_image":
+                step.platforms = (platform_json(platforms[0]),)
+        return result
+    if not policy.force:
+        raise JanitorError("platforms: on the containerd image store removing a platform needs force: true - the "
+                           "engine removes that variant's content from every image that references it")
+    state = _State(snapshot, rules)
+    available = {}  # manifest digest -> present (content shared by digest between images)
+    manifests_of = {}
+    for image_id, data in images_data.items():
+        entries = []
+        for manifest in data.get("Manifests") or ():
+            if manifest.get("Kind") != "image":
+                continue
+            shown = (manifest.get("ImageData") or {}).get("Platform") or (manifest.get("Descriptor") or {}).get(
+                "platform") or {}
+            key = platform_key(shown.get("os") or "", shown.get("architecture") or "", shown.get("variant") or "")
+            entries.append((key, manifest["ID"]))
+            available[manifest["ID"]] = available.get(manifest["ID"], False) or bool(manifest.get("Available"))
+        manifests_of[image_id] = entries
+    unique = []
+    for request in requests:
+        if request.image_id not in {r.image_id for r in unique}:
+            unique.append(request)
+    skip, remove_first = _policy_decisions(state, [dataclasses.replace(r, kind="id") for r in unique], policy)
+    steps, skipped = [], []
+    for request in unique:
+        users = [c.id for c in state.containers_of(request.image_id)]
+        if request.image_id in skip:
+            skipped.append(_skipped_entry(snapshot, request.image_id, skip[request.image_id], users))
+            continue
+        for container_id in remove_first.get(request.image_id, ()):
+            steps.append(Step(len(steps), "remove_container", container_id, request.image_id, 0))
+        for key in platforms:
+            listed = [digest for own, digest in manifests_of.get(request.image_id, ()) if own == key]
+            if not listed:
+                shown = sorted({platform_text(own) for own, _digest in manifests_of.get(request.image_id, ())})
+                raise JanitorError(f"platforms: {request.given or request.target} ({request.image_id}) has no "
+                                   f"{platform_text(key)} variant (its variants: {', '.join(shown) or 'none'})")
+            found = [digest for digest in listed if available.get(digest)]
+            if not found:
+                continue  # listed, its content already gone (an earlier run, or another image sharing it): done
+            available[found[0]] = False
+            steps.append(Step(len(steps), "remove_image", request.target, request.image_id, 0, force=True,
+                              noprune=not policy.prune, given=request.given, rule=request.rule, deleted=[found[0]],
+                              platforms=(platform_json(key),), platform=platform_text(key)))
+    return Plan(snapshot=snapshot, rules=rules, policy=policy, steps=steps, skipped=skipped,
+                not_found=list(not_found), selected=_unique(r.image_id for r in unique),
+                image_ids=frozenset(image.id for image in snapshot.images), final_state=state)

@@ -21,7 +21,7 @@ from ansible_collections.janitor.docker.plugins.module_utils._snapshot import re
 from ansible_collections.janitor.docker.plugins.module_utils._units import human_size
 
 RESULT_KEYS = ("changed", "untagged", "deleted", "deleted_layers", "containers_removed", "skipped_images", "not_found",
-               "space_reclaimed", "images", "diff")
+               "space_reclaimed", "images", "diff", "deleted_platforms")
 
 
 @dataclass
@@ -143,12 +143,16 @@ def build(plan, answers=None, skipped=None, layers=None):
         skipped = plan.skipped
     snapshot = plan.snapshot
     by_id = snapshot.by_id()
-    untagged, deleted, reported, containers_removed = [], [], [], []
+    untagged, deleted, reported, containers_removed, platforms = [], [], [], [], []
     image_ids = plan.image_ids
     for answer in answers:
         if answer.step.action == "remove_container":
             if answer.removed:
                 containers_removed.append(answer.step.target)
+            continue
+        if answer.step.platform:  # containerd: one platform's content; the image and its names stay
+            platforms.extend({"image": answer.step.image_id, "platform": answer.step.platform, "manifest": value}
+                             for value in answer.deleted)
             continue
         untagged.extend(answer.untagged)
         for value in answer.deleted:
@@ -183,7 +187,7 @@ def build(plan, answers=None, skipped=None, layers=None):
         "after": {"images": {i: sorted(after[i]) for i in touched if i in after}},
     }
     return {
-        "changed": bool(untagged or deleted or containers_removed),
+        "changed": bool(untagged or deleted or containers_removed or platforms),
         "untagged": untagged,
         "deleted": deleted,
         "deleted_layers": released,
@@ -193,6 +197,7 @@ def build(plan, answers=None, skipped=None, layers=None):
         "space_reclaimed": space,
         "images": images,
         "diff": diff,
+        "deleted_platforms": sorted(platforms, key=lambda e: (e["image"], e["platform"], e["manifest"])),
     }
 
 

@@ -442,6 +442,10 @@ class _UnixEngine:
     def inspect_container(self, container):
         return self.request("GET", f"/containers/{_quote(container)}/json", f"inspecting container {container[:12]}")
 
+    def image_manifests(self, image):
+        """The image's inspect with its manifests (``Manifests``: API 1.48+, the containerd image store)."""
+        return self.request("GET", f"/images/{_quote(image)}/json?manifests=1", f"inspecting image {image}")
+
     def df(self):
         return self.request("GET", "/system/df", "reading the disk usage (system df)")
 
@@ -514,8 +518,8 @@ class _UnixCalls:
     def _send(self, method, path, action):
         return self.engine.request(method, path, action, self._connections)
 
-    def remove_image(self, image, force=False, noprune=False):
-        query = urlencode({"force": force, "noprune": noprune})
+    def remove_image(self, image, force=False, noprune=False, platforms=()):
+        query = urlencode([("force", force), ("noprune", noprune)] + [("platforms", p) for p in platforms])
         return self._send("DELETE", f"/images/{_quote(image)}?{query}", f"removing image {image}")
 
     def remove_container(self, container):
@@ -633,6 +637,13 @@ class _SDKEngine:
     def inspect_container(self, container):
         return self.call(self.client.inspect_container, f"inspecting container {container[:12]}", container)
 
+    def image_manifests(self, image):
+        """The image's inspect with its manifests (``Manifests``: API 1.48+, the containerd image store)."""
+        client = self.client
+        return self.call(lambda: client._result(  # pylint: disable=protected-access
+            client._get(client._url("/images/{0}/json", image), params={"manifests": 1}), True),  # pylint: disable=protected-access
+            f"inspecting image {image}")
+
     def df(self):
         return self.call(self.client.df, "reading the disk usage (system df)")
 
@@ -682,9 +693,15 @@ class _SDKCalls:
         self.engine = engine
         self.size = max(1, size)
 
-    def remove_image(self, image, force=False, noprune=False):
-        return self.engine.call(self.engine.client.remove_image, f"removing image {image}", image, force=force,
-                                noprune=noprune)
+    def remove_image(self, image, force=False, noprune=False, platforms=()):
+        if not platforms:
+            return self.engine.call(self.engine.client.remove_image, f"removing image {image}", image, force=force,
+                                    noprune=noprune)
+        client = self.engine.client
+        params = [("force", force), ("noprune", noprune)] + [("platforms", p) for p in platforms]
+        return self.engine.call(lambda: client._result(  # pylint: disable=protected-access
+            client._delete(client._url("/images/{0}", image), params=params), True),  # pylint: disable=protected-access
+            f"removing image {image}")
 
     def remove_container(self, container):
         self.engine.call(self.engine.client.remove_container, f"removing container {container[:12]}", container)

@@ -119,6 +119,20 @@ options:
         classic store, the images' layers are read with this many concurrent requests too.
     type: int
     default: 4
+  platforms:
+    description:
+      - Remove only these platform variants of the images named in O(images) (C(docker rmi --platform)), each
+        V(os/architecture) or V(os/architecture/variant) (V(linux/amd64), V(linux/arm/v7)). Needs Docker API 1.50
+        (Docker 28.2) or newer; below it the task fails before anything is removed.
+      - On the containerd image store O(force=true) is required - the engine removes that variant's content
+        (manifest, configuration, layers) from every image that references it, and keeps the images and their
+        names; the manifests removed are listed in RV(deleted_platforms). A platform an image does not hold fails
+        the task before anything is removed.
+      - The graph-driver store holds one platform per image - give one, the image's own, and the image is removed
+        as without O(platforms); another platform fails the task before anything is removed.
+      - Only with O(images); not with O(filters), O(all), O(free_space) or O(unused_for).
+    type: list
+    elements: str
   filters:
     description:
       - Select images by policy, with the engine's image filters; the selected images are removed in the same pass
@@ -322,6 +336,23 @@ deleted_layers:
   returned: always
   type: list
   elements: str
+deleted_platforms:
+  description:
+    - With O(platforms) on the containerd image store, the platform variants whose content was removed - one entry
+      per image and platform, with the manifest the engine reported deleted. The images stay.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    image:
+      description: The image ID.
+      type: str
+    platform:
+      description: The platform, V(os/architecture[/variant]).
+      type: str
+    manifest:
+      description: The digest of the platform's manifest.
+      type: str
 containers_removed:
   description: The IDs of the stopped containers removed because of O(containers=remove).
   returned: always
@@ -492,6 +523,7 @@ free_space:
            used_before: 93000000000, used_after: 85100000000, target_met: true}
 """
 
+import re  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -511,6 +543,16 @@ from ansible_collections.janitor.docker.plugins.module_utils import (  # noqa: E
 )
 
 
+PLATFORM_RE = re.compile(r"[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_.]+)?")
+
+
+def _version_tuple(text):
+    try:
+        return tuple(int(part) for part in str(text).split("."))
+    except ValueError:
+        return (0,)
+
+
 class ImageRemover:
     """Snapshot -> references -> plan -> (check mode: the plan's result | real run: the executor's result)."""
 
@@ -521,6 +563,7 @@ class ImageRemover:
         self.now = time.time()
         self.pressure = _pressure.Pressure()
         self.state = None  # what a run with free_space, unused_for or last_used_state carries (PressureRun)
+        self.platforms = ()
         self._table = None
 
     def validate(self):
@@ -534,6 +577,37 @@ class ImageRemover:
                                        "(explicit references). Use filters or all to choose the candidates, or remove "
                                        "the named images in a task of their own")
         self.selection = _selection.Selection(self.selection_params(), now=self.now)
+        self.platforms = self.parse_platforms()
+
+    def parse_platforms(self):
+        """``platforms`` as platform keys, checked before connecting (the form, and that only images entries go)."""
+        params = self.params
+        values = params.get("platforms") or []
+        if not values:
+            return ()
+        if not params["images"] or params.get("filters") or params.get("all") or self.pressure.active:
+            raise _errors.JanitorError("platforms removes platform variants of the images named in images; it cannot "
+                                       "be combined with filters, all, free_space or unused_for, and needs images")
+        keys = []
+        for value in values:
+            if not isinstance(value, str) or not PLATFORM_RE.fullmatch(value):
+                raise _errors.JanitorError(f"platforms: {value!r} is not a platform; the valid form is "
+                                           f"os/architecture or os/architecture/variant, such as linux/amd64 or "
+                                           f"linux/arm/v7")
+            key = _planner.platform_key(*value.split("/"))
+            if key not in keys:
+                keys.append(key)
+        return tuple(keys)
+
+    def platform_data(self, client, snapshot, selected):
+        """The engine's inspect of each image named (with its manifests on the containerd store); API 1.50 first."""
+        version = str(snapshot.api_version or client.api_version or "0")
+        if _version_tuple(version) < _version_tuple(_planner.PLATFORMS_API):
+            raise _errors.JanitorError(
+                f"platforms needs Docker API {_planner.PLATFORMS_API} (Docker 28.2) or newer; the Docker daemon at "
+                f"{client.host} speaks API {version} (Docker {snapshot.engine_version or '?'}). Nothing was removed")
+        return {image_id: client.image_manifests(image_id)
+                for image_id in dict.fromkeys(r.image_id for r in selected.requests)}
 
     def selection_params(self):
         """The selection options; with ``free_space`` or ``unused_for`` and neither ``filters`` nor ``all``, every
@@ -591,11 +665,16 @@ class ImageRemover:
             self._table = _layers.LayerTable.from_diff_ids(layers, {image.id: image.size for image in snapshot.images})
         return self._table
 
-    def plan(self, snapshot, selected, layer_reader):
+    def plan(self, snapshot, selected, layer_reader, platform_data=None):
         """The plan (made once), and the layer table when the plan deletes something: the layers read, the listed
         sizes, and the history of the few images whose per-layer sizes the space needs."""
-        plan = _planner.plan(snapshot, selected.requests, self.policy(), _planner.rules_for(snapshot.store),
-                             not_found=selected.not_found, protected=selected.protected)
+        rules = _planner.rules_for(snapshot.store)
+        if self.platforms:
+            plan = _planner.plan_platforms(snapshot, selected.requests, self.platforms, platform_data, self.policy(),
+                                           rules, not_found=selected.not_found)
+        else:
+            plan = _planner.plan(snapshot, selected.requests, self.policy(), rules, not_found=selected.not_found,
+                                 protected=selected.protected)
         layers = None
         if layer_reader is not None and any(step.deleted for step in plan.steps):
             layers = self.layer_table(snapshot, layer_reader)
@@ -626,7 +705,8 @@ class ImageRemover:
                 elif self.params["last_used_state"]:
                     self.state = PressureRun(self.params["last_used_state"])
                     self.state.uses = _last_used.read_times(client, snapshot, self.params["parallel"], self.now)[1]
-                plan, layers = self.plan(snapshot, selected, layer_reader)
+                platform_data = self.platform_data(client, snapshot, selected) if self.platforms else None
+                plan, layers = self.plan(snapshot, selected, layer_reader, platform_data)
             finally:
                 if layer_reader is not None:
                     layer_reader.cancel()
@@ -701,6 +781,7 @@ def main():
         prune=dict(type="bool", default=True),
         containers=dict(type="str", choices=["fail", "skip", "remove"]),
         parallel=dict(type="int", default=4),
+        platforms=dict(type="list", elements="str"),
         **_selection.SELECTION_ARGUMENT_SPEC,
         **_pressure.PRESSURE_ARGUMENT_SPEC,
     )

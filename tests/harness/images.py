@@ -35,6 +35,7 @@ class ImageSpec:
     labels: dict[str, str] = field(default_factory=dict)
     created: datetime = EPOCH
     extra_layers: list[str] = field(default_factory=list)  # shared base layers, by content
+    platform: str = "linux/amd64"  # os/architecture[/variant] written into the config
 
 
 def _tar_bytes(files: dict[str, bytes], mode: int = 0o644) -> bytes:
@@ -69,9 +70,11 @@ def save_archive(specs: list[ImageSpec]) -> bytes:
             layer_names.append(f"{digest}/layer.tar")
             diff_ids.append(f"sha256:{digest}")
         created = _created_text(spec.created)
+        os_name, arch, *variant = spec.platform.split("/")
         config = {
-            "architecture": "amd64",
-            "os": "linux",
+            "architecture": arch,
+            "os": os_name,
+            **({"variant": variant[0]} if variant else {}),
             "created": created,
             "config": {"Labels": dict(spec.labels) or None, "Cmd": ["/content.txt"]},
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
@@ -205,3 +208,41 @@ class ImageFactory:
         )["Id"]
         self.api.start(cid)
         return cid
+
+
+INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
+MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",
+                  "application/vnd.docker.distribution.manifest.v2+json")
+
+
+def push_platform_index(engine, registry, repo: str, tag: str, platforms=("linux/amd64", "linux/arm64")) -> str:
+    """An image index of tiny single-layer images, one per platform, pushed to the local registry as
+    ``<registry>/<repo>:<tag>``, made offline: each platform's image is loaded, pushed under a tag of its own and
+    removed; the index listing their manifests is PUT to the registry by hand (no buildx, no ``docker manifest``).
+    Returns the index digest."""
+    import urllib3
+
+    factory = ImageFactory(engine)
+    http = urllib3.PoolManager()
+    base = f"http://{registry.host}/v2/{repo}/manifests"
+    entries = []
+    for platform in platforms:
+        part = f"{tag}-{platform.replace('/', '-')}"
+        image_id = factory.load([ImageSpec([f"{registry.host}/{repo}:{part}"], f"{repo} {tag} {platform}",
+                                           platform=platform)])[0]
+        for chunk in engine.api.push(f"{registry.host}/{repo}", tag=part, stream=True, decode=True):
+            if "error" in chunk:
+                raise RuntimeError(f"push of {repo}:{part} failed: {chunk['error']}")
+        answer = http.request("GET", f"{base}/{part}", headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        if answer.status != 200:
+            raise RuntimeError(f"reading back {repo}:{part}: {answer.status} {answer.data[:200]!r}")
+        os_name, arch, *variant = platform.split("/")
+        entries.append({"mediaType": answer.headers["Content-Type"], "size": len(answer.data),
+                        "digest": "sha256:" + hashlib.sha256(answer.data).hexdigest(),
+                        "platform": {"os": os_name, "architecture": arch, **({"variant": variant[0]} if variant else {})}})
+        engine.api.remove_image(image_id, force=True)
+    index = json.dumps({"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": entries}).encode()
+    answer = http.request("PUT", f"{base}/{tag}", body=index, headers={"Content-Type": INDEX_TYPE})
+    if answer.status not in (200, 201):
+        raise RuntimeError(f"PUT of the index {repo}:{tag}: {answer.status} {answer.data[:200]!r}")
+    return "sha256:" + hashlib.sha256(index).hexdigest()

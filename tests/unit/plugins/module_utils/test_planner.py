@@ -466,7 +466,53 @@ def test_all_removes_each_reference_like_image_prune(store):
     # force only on the containerd store, where it deletes a parent's last name instead of keeping it listed, as
     # that store's prune deletes what it selected; no container uses these images
     forced = store == CONTAINERD
-    assert [(s.target, s.force) for s in plan.steps] == [("web:1.5", forced), ("web:latest", forced),
-                                                          ("a:1", forced), ("b:1", forced)]
+    expected = [("web:1.5", forced), ("web:latest", forced), ("a:1", forced), ("b:1", forced)]
+    assert [(s.target, s.force) for s in plan.steps] == expected
     assert result["deleted"] == sorted([iid(1), iid(2)]) and result["skipped_images"] == []
     assert {s.rule for s in plan.steps} == {"all"}
+
+
+def _index_data(*platforms_available):
+    return {"Manifests": [{"ID": dig(arch), "Kind": "image", "Available": ok,
+                           "Descriptor": {"platform": {"os": "linux", "architecture": arch}}}
+                          for arch, ok in platforms_available] + [{"ID": dig("att"), "Kind": "attestation"}]}
+
+
+def test_containerd_platform_removal_needs_force_and_shares_content():
+    from ansible_collections.janitor.docker.plugins.module_utils._snapshot import Request
+
+    snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("a:1",)), ImageRecord(iid(2), tags=("b:1",))),
+                        store=CONTAINERD)
+    data = {iid(1): _index_data(("amd64", True), ("arm64", True)), iid(2): _index_data(("arm64", True))}
+    requests = [Request("reference", "a:1", iid(1), given="a:1"), Request("reference", "b:1", iid(2), given="b:1")]
+    arm = (_planner.platform_key("linux", "arm64", "v8"),)
+    with pytest.raises(JanitorError, match="force"):
+        _planner.plan_platforms(snapshot, requests, arm, data, _planner.Policy(), _planner.CONTAINERD_RULES)
+    plan = _planner.plan_platforms(snapshot, requests, arm, data, _planner.Policy(force=True),
+                                   _planner.CONTAINERD_RULES)
+    result = _result.build(plan)
+    # b:1 shares the arm64 manifest: gone with a:1's request, nothing more to send
+    assert [(s.target, s.platform, s.deleted) for s in plan.steps] == [("a:1", "linux/arm64", [dig("arm64")])]
+    assert result["deleted_platforms"] == [{"image": iid(1), "platform": "linux/arm64", "manifest": dig("arm64")}]
+    assert result["deleted"] == [] and result["changed"] is True
+    assert plan.steps[0].platforms == ('{"os":"linux","architecture":"arm64"}',)
+    with pytest.raises(JanitorError, match="linux/s390x.*linux/amd64, linux/arm64"):
+        _planner.plan_platforms(snapshot, requests[:1], (("linux", "s390x", ""),), data, _planner.Policy(force=True),
+                                _planner.CONTAINERD_RULES)
+
+
+def test_classic_platform_is_the_image_own():
+    from ansible_collections.janitor.docker.plugins.module_utils._snapshot import Request
+
+    snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("a:1",)),), store=CLASSIC)
+    data = {iid(1): {"Os": "linux", "Architecture": "amd64", "Variant": None}}
+    requests = [Request("reference", "a:1", iid(1), given="a:1")]
+    amd = ("linux", "amd64", "")
+    plan = _planner.plan_platforms(snapshot, requests, (amd,), data, _planner.Policy(), _planner.CLASSIC_RULES)
+    assert _result.build(plan)["deleted"] == [iid(1)] and plan.steps[0].platforms
+    with pytest.raises(JanitorError, match="one platform"):
+        _planner.plan_platforms(snapshot, requests, (amd, ("linux", "arm64", "")), data, _planner.Policy(),
+                                _planner.CLASSIC_RULES)
+    with pytest.raises(JanitorError, match="is linux/amd64, not linux/arm64"):
+        _planner.plan_platforms(snapshot, requests, (("linux", "arm64", ""),), data, _planner.Policy(),
+                                _planner.CLASSIC_RULES)
