@@ -2,7 +2,8 @@
 # Install the Debian packages the demo and the tests need, without starting any system service:
 # the host's own Docker daemon is never started or touched.
 set -euo pipefail
-pkgs=(docker.io busybox-static docker-registry openssl rsync python3-venv ca-certificates shellcheck)
+# openssh-server: the SSH fleet test starts its own sshd (tests/harness/sshd.py); the service is never started
+pkgs=(docker.io busybox-static docker-registry openssl rsync python3-venv ca-certificates shellcheck openssh-server)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

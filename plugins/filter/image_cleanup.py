@@ -45,6 +45,9 @@ def _key(value) -> str:
 
 
 def _sorted_unique(values) -> list:
+    values = _items(values)
+    if all(isinstance(v, str) for v in values):
+        return sorted(set(values))
     seen = {}
     for value in _items(values):
         seen.setdefault(_key(value), value)
@@ -251,7 +254,8 @@ def image_cleanup_fleet_report(summaries, hosts, dry_run=False, generated_at=Non
     by_host = {}
     for index, name in enumerate(names):
         summary = summaries[index] if index < len(summaries) else None
-        by_host[name] = _plain(dict(summary)) if isinstance(summary, Mapping) and summary.get("host") else None
+        # summaries come from image_cleanup_host_summary, plain data already: read, never copied (2,000 hosts)
+        by_host[name] = summary if isinstance(summary, Mapping) and summary.get("host") else None
 
     per_host, skipped, findings, failed, not_found = [], [], [], [], []
     totals = {k: 0 for k in COUNTED}

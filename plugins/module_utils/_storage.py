@@ -313,7 +313,32 @@ def _read_config_file(path):
 
 
 def _empty_config(path):
-    return {"path": path, "exists": False, "storage_driver": None, "storage_opts": [], "error": None}
+    return {"path": path, "exists": False, "storage_driver": None, "storage_opts": [], "error": None, "read": True,
+            "not_read_reason": None}
+
+
+def host_files_apply(docker_host):
+    """``(True, None)`` when the daemon at ``docker_host`` runs on this host - a unix socket that exists here - so
+    this host's configuration and loop files are the daemon's; else ``(False, why)``: the files here belong to
+    another machine (the controller with ``connection: local``, say) and say nothing about that daemon."""
+    url = str(docker_host or "")
+    if url.startswith("unix://"):
+        path = url[len("unix://"):]
+        if os.path.exists(path):
+            return True, None
+        return False, f"the daemon's socket {path} does not exist on this host"
+    return False, f"the daemon at {url} is not on this host (only a unix socket here is)"
+
+
+def not_read(path, why, sysconfig=False):
+    """The record of a configuration file left unread, and why."""
+    config = _empty_config(path)
+    config["exists"] = None
+    config["read"] = False
+    config["not_read_reason"] = why
+    if sysconfig:
+        config["options"] = None
+    return config
 
 
 def read_daemon_json(path):
@@ -492,7 +517,7 @@ def validate_thresholds(given):
 # the model
 
 
-def _devicemapper_model(info, allowed_roots):
+def _devicemapper_model(info, allowed_roots, not_here=None):
     data_file = info.status("Data file")
     metadata_file = info.status("Metadata file")
     data_loop = info.status("Data loop file") or None
@@ -535,7 +560,10 @@ def _devicemapper_model(info, allowed_roots):
         if used is not None and total:
             model[f"{space}_space_used_percent"] = round(used * 100.0 / total, 2)
     for role, path in (("data", data_loop), ("metadata", metadata_loop)):
-        if path:
+        if path and not_here:
+            model["loop_files"].append({"path": path, "exists": None, "measured": False, "apparent_size": None,
+                                        "allocated_size": None, "reason": not_here, "role": role})
+        elif path:
             record = measure_file(path, allowed_roots)
             record["role"] = role
             model["loop_files"].append(record)
@@ -560,7 +588,7 @@ def _devicemapper_mode(info, data_file, data_loop, pool_name):
     return "unknown", "neither the data file, a loop file nor a thin pool name can be found in the output"
 
 
-def _storage_model(info, daemon_json, sysconfig, source):
+def _storage_model(info, daemon_json, sysconfig, source, not_here=None):
     driver = info.driver
     supports_d_type = parse_bool(info.status("Supports d_type"))
     # loop files live in <root>/devicemapper/devicemapper (or <root>/devicemapper with some packages)
@@ -573,8 +601,9 @@ def _storage_model(info, daemon_json, sysconfig, source):
         "backing_filesystem": info.status("Backing Filesystem") or None,
         "supports_d_type": supports_d_type,
         "driver_status": [list(pair) for pair in info.driver_status],
-        "devicemapper": _devicemapper_model(info, roots) if driver == "devicemapper" else None,
+        "devicemapper": _devicemapper_model(info, roots, not_here) if driver == "devicemapper" else None,
         "config": {"daemon_json": daemon_json, "sysconfig": sysconfig},
+        "host_files": {"read": not_here is None, "reason": not_here},
     }
     return storage
 
@@ -786,9 +815,11 @@ def _overlay_findings(findings, storage):
                  "xfs_info) or on ext4, then restart the daemon and re-pull images.")
 
 
-def analyse(info, daemon_json, sysconfig, thresholds, source="daemon"):
-    """The module result (without ``changed``): storage facts, the daemon's warnings and the findings."""
-    storage = _storage_model(info, daemon_json, sysconfig, source)
+def analyse(info, daemon_json, sysconfig, thresholds, source="daemon", not_here=None):
+    """The module result (without ``changed``): storage facts, the daemon's warnings and the findings.
+
+    ``not_here``: why this host's files (configuration, loop files) were not read, or None when they were."""
+    storage = _storage_model(info, daemon_json, sysconfig, source, not_here)
     findings = []
     if storage["devicemapper"] is not None:
         _devicemapper_findings(findings, storage, thresholds)

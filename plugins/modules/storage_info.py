@@ -29,6 +29,10 @@ description:
     directory (C(Docker Root Dir), V(/var/lib/docker) when unknown), where the daemon keeps them, and never follows
     a symbolic link, neither the file itself nor a directory on the way that leads out of that directory; other
     paths are reported with the reason they were not measured, without being looked at.
+  - This host's files (the configuration files and the loop files) are read only when they are the daemon's - when
+    the daemon listens on a unix socket that exists on this host, or when O(docker_info) is given. With a
+    C(tcp://) or C(ssh://) O(docker_host) (such as the local connection on a controller that manages a remote
+    daemon), they belong to another machine, so they are not read and RV(storage.host_files) says why.
   - The module only reads; it never changes the daemon or a file.
 author:
   - janitor.docker developers (@janitor-docker)
@@ -318,6 +322,17 @@ storage:
               apparent_size: 107374182400
               allocated_size: 5223460864
               reason: null
+    host_files:
+      description: Whether this host's files were read as the daemon's (see the description).
+      type: dict
+      contains:
+        read:
+          description: V(true) when the files were read.
+          type: bool
+        reason:
+          description: Why they were not read (a remote daemon, a socket that is not here); null when they were.
+          type: str
+      sample: {"read": false, "reason": "the daemon at tcp://docker.example.com:2376 is not on this host (only a unix socket here is)"}
     config:
       description: The storage settings read from the configuration files.
       type: dict
@@ -325,16 +340,17 @@ storage:
         daemon_json:
           description:
             - O(daemon_config_path) - C(path), C(exists), C(storage_driver), C(storage_opts) (list), C(error)
-              (null, or why it could not be read).
+              (null, or why it could not be read), C(read) (false when this host's files were not read, see
+              RV(storage.host_files)) and C(not_read_reason).
           type: dict
           sample: {"path": "/etc/docker/daemon.json", "exists": true, "storage_driver": "overlay2",
-                   "storage_opts": [], "error": null}
+                   "storage_opts": [], "error": null, "read": true, "not_read_reason": null}
         sysconfig:
           description:
             - O(sysconfig_storage_path) - the same keys, plus C(options), the value of C(DOCKER_STORAGE_OPTIONS).
           type: dict
           sample: {"path": "/etc/sysconfig/docker-storage", "exists": false, "storage_driver": null,
-                   "storage_opts": [], "error": null, "options": null}
+                   "storage_opts": [], "error": null, "options": null, "read": true, "not_read_reason": null}
 daemon_warnings:
   description: The daemon's own warnings (C(Warnings) of C(docker info)), one line each.
   returned: success
@@ -408,9 +424,16 @@ class StorageInfo:
     def run(self):
         thresholds = _storage.validate_thresholds(self.params["thresholds"])
         info, source = self._info()
-        daemon_json = _storage.read_daemon_json(self.params["daemon_config_path"])
-        sysconfig = _storage.read_sysconfig_storage(self.params["sysconfig_storage_path"])
-        result = _storage.analyse(info, daemon_json, sysconfig, thresholds, source=source)
+        not_here = None
+        if source == "daemon":
+            not_here = _storage.host_files_apply(self.params["docker_host"])[1]
+        if not_here:
+            daemon_json = _storage.not_read(self.params["daemon_config_path"], not_here)
+            sysconfig = _storage.not_read(self.params["sysconfig_storage_path"], not_here, sysconfig=True)
+        else:
+            daemon_json = _storage.read_daemon_json(self.params["daemon_config_path"])
+            sysconfig = _storage.read_sysconfig_storage(self.params["sysconfig_storage_path"])
+        result = _storage.analyse(info, daemon_json, sysconfig, thresholds, source=source, not_here=not_here)
         result["changed"] = False
         return result
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import socketserver
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -252,3 +255,82 @@ def test_ci_host_dangling_images_in_use_are_kept_not_a_failure(fresh_world, tmp_
     assert set(kept_dangling) <= set(engine.state()["images"])
     line = real.task(TASK + "Show this host's summary", "ci")["msg"][-1]
     assert "in use" in line, line
+
+
+class _TcpToUnix(socketserver.ThreadingTCPServer):
+    """A plain TCP port on 127.0.0.1 relaying bytes to a daemon's unix socket: a "remote" daemon for the test."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, unix_path: str):
+        self.unix_path = unix_path
+        super().__init__(("127.0.0.1", 0), _Relay)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.server_address[1]}"
+
+    def close(self):
+        self.shutdown()
+        self.server_close()
+
+
+class _Relay(socketserver.BaseRequestHandler):
+    def handle(self):
+        upstream = socket.socket(socket.AF_UNIX)
+        upstream.connect(self.server.unix_path)
+
+        def pump(src, dst):
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for end in (src, dst):
+                    try:
+                        end.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        other = threading.Thread(target=pump, args=(upstream, self.request), daemon=True)
+        other.start()
+        pump(self.request, upstream)
+        other.join(timeout=30)
+        upstream.close()
+
+
+def test_storage_info_reads_this_hosts_files_only_for_a_local_daemon(engine, tmp_path):
+    """Item 5: with ``connection: local`` and a tcp:// daemon the controller's daemon.json is not the daemon's:
+    not read, no false storage_driver_mismatch, and the facts say why. The same daemon on its unix socket here:
+    the file is read (and the mismatch it makes up is reported)."""
+    daemon_json = tmp_path / "daemon.json"
+    daemon_json.write_text(json.dumps({"storage-driver": "devicemapper"}))  # the controller's own, not the engine's
+    relay = _TcpToUnix(str(engine.sock))
+    try:
+        hosts = {
+            "remote": dict(LOCAL, image_cleanup_docker_host=relay.url),
+            "local": dict(LOCAL, image_cleanup_docker_host=engine.url),
+        }
+        inventory = _write_inventory(tmp_path / "inventory.yml", hosts, image_cleanup_storage_fail_on="never",
+                                     image_cleanup_storage_daemon_config_path=str(daemon_json))
+        run = run_playbook(PLAYBOOK, inventory=inventory, check=True)
+    finally:
+        relay.close()
+    assert run.rc == 0, run.stdout[-3000:]
+    read = TASK + "Read the storage facts and findings"
+    remote, local = run.task(read, "remote"), run.task(read, "local")
+    assert remote["storage"]["driver"] == local["storage"]["driver"]  # the same daemon, over TCP
+    assert remote["storage"]["host_files"]["read"] is False
+    assert relay.url in remote["storage"]["host_files"]["reason"]
+    assert remote["storage"]["config"]["daemon_json"]["read"] is False
+    assert remote["storage"]["config"]["daemon_json"]["storage_driver"] is None
+    assert "storage_driver_mismatch" not in [f["id"] for f in remote["findings"]]
+    assert local["storage"]["host_files"] == {"read": True, "reason": None}
+    assert local["storage"]["config"]["daemon_json"]["storage_driver"] == "devicemapper"
+    assert "storage_driver_mismatch" in [f["id"] for f in local["findings"]]

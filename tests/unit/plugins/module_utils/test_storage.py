@@ -146,7 +146,22 @@ OTHER_FORM = {
     "loop-lvm-19.03-info.json": "loop-lvm-19.03-info.txt",
 }
 
-NO_CONFIG = {"path": None, "exists": False, "storage_driver": None, "storage_opts": [], "error": None}
+NO_CONFIG = {"path": None, "exists": False, "storage_driver": None, "storage_opts": [], "error": None, "read": True,
+             "not_read_reason": None}
+
+
+def test_host_files_apply_only_to_a_daemon_on_a_local_unix_socket(tmp_path):
+    """Issue 19 item 5: this host's files are the daemon's only when its unix socket is here."""
+    sock = tmp_path / "docker.sock"
+    sock.write_text("")
+    assert _storage.host_files_apply(f"unix://{sock}") == (True, None)
+    here, why = _storage.host_files_apply(f"unix://{tmp_path}/gone.sock")
+    assert here is False and "does not exist on this host" in why
+    for remote in ("tcp://docker.example.com:2376", "ssh://ops@build-01", "npipe:////./pipe/docker_engine"):
+        here, why = _storage.host_files_apply(remote)
+        assert here is False and remote in why
+    record = _storage.not_read("/etc/docker/daemon.json", "remote")
+    assert record["read"] is False and record["exists"] is None and record["not_read_reason"] == "remote"
 
 
 def analyse_text(text, daemon_json=None, sysconfig=None, thresholds=None, **kwargs):
@@ -607,7 +622,8 @@ def test_read_daemon_json(tmp_path):
                                 "log-driver": "journald"}))
     assert _storage.read_daemon_json(str(path)) == {"path": str(path), "exists": True,
                                                     "storage_driver": "devicemapper",
-                                                    "storage_opts": ["dm.thinpooldev=/dev/x"], "error": None}
+                                                    "storage_opts": ["dm.thinpooldev=/dev/x"], "error": None,
+                                                    "read": True, "not_read_reason": None}
     path.write_text("{}")
     assert _storage.read_daemon_json(str(path))["storage_driver"] is None
     path.write_text('{"storage-driver": "overlay2",}')
