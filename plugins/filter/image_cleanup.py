@@ -23,7 +23,7 @@ _EXCEPTION_REPR = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\((?:-?\d+, )?(?P<q>
 # why an image stayed, in the words of the console line
 KEPT_WORDS = {"container": "in use", "running_container": "in use", "excluded": "excluded",
               "keep_latest": "newest", "child_images": "has child images",
-              "multiple_repositories": "in several repositories"}
+              "multiple_repositories": "in several repositories", "multiple_tags": "several tags"}
 RULE_REPORT_KEYS = ("name", "status", "changed", "error", "counts", "space_reclaimed", "untagged", "deleted_images",
                     "kept", "skipped", "not_found")
 NO_RESULT = "no result from the role: the host was unreachable or failed before the role ran (see the play output)"
