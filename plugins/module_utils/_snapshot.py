@@ -4,8 +4,8 @@
 
 """One read of the engine's images and containers, as plain immutable records.
 
-``read(client)`` makes exactly two list requests (``GET /images/json?all=1`` and ``GET /containers/json?all=1``)
-plus one ``GET /info``; nothing after it talks to the engine, so selection and planning are pure functions of a
+``read(client)`` makes exactly two list requests (``GET /images/json?all=1`` and ``GET /containers/json?all=1``,
+each read again when the store changed under it) plus one ``GET /info``; nothing after it talks to the engine, so selection and planning are pure functions of a
 ``Snapshot`` and can be tested without a daemon. The one extra read, each image's layers (which only check mode
 needs, to predict released layers on the classic store), is the transport's ``LayerReader``: it runs beside the
 planner. This module imports no transport and no SDK.
@@ -13,7 +13,10 @@ planner. This module imports no transport and no SDK.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+
+from ansible_collections.janitor.docker.plugins.module_utils._errors import EngineAPIError
 
 CLASSIC = "classic"
 CONTAINERD = "containerd"
@@ -154,11 +157,34 @@ def store_of(info):
     return CLASSIC
 
 
+LISTING_ATTEMPTS = 3
+
+
+def _vanished(error):
+    """A listing answered "not found": something the engine was listing went away under it (another client deleted
+    an image while the containerd store walked its content: ``NotFound: content digest sha256:... not found``).
+    A listing names no object of its own that could be missing, so it is worth reading again."""
+    text = f"{error.explanation} {error.message}".lower()
+    return error.status == 404 or (error.status == 500 and "not found" in text)
+
+
+def _listing(call):
+    """One listing, read again (up to ``LISTING_ATTEMPTS`` in all) while the store changes under it."""
+    for attempt in range(1, LISTING_ATTEMPTS + 1):
+        try:
+            return call(all=True)
+        except EngineAPIError as error:
+            if attempt == LISTING_ATTEMPTS or not _vanished(error):
+                raise
+            time.sleep(0.05 * attempt)
+    return None  # pragma: no cover - the loop returns or raises
+
+
 def read(client):
     """Read images, containers and the store kind once. ``client`` is a docker SDK APIClient."""
     info = client.info()
-    images = tuple(image_from_api(item) for item in client.images(all=True))
-    containers = tuple(container_from_api(item) for item in client.containers(all=True))
+    images = tuple(image_from_api(item) for item in _listing(client.images))
+    containers = tuple(container_from_api(item) for item in _listing(client.containers))
     return Snapshot(
         images=images,
         containers=containers,

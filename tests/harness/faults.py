@@ -217,7 +217,9 @@ class FakeEngine:
     * ``connection_header``: a ``Connection`` header to send (``"keep-alive, close"`` closes after the answer);
     * ``stall``: requests whose path contains this string are read and never answered;
     * ``not_json``: requests whose path contains this string get a 200 answer that is not JSON;
-    * ``refuse``: ``{reference or ID: (status, message)}`` answered to a ``DELETE`` of it, nothing done.
+    * ``refuse``: ``{reference or ID: (status, message)}`` answered to a ``DELETE`` of it, nothing done;
+    * ``vanish``: the next N image listings answer ``(status, message)`` as the containerd store does when another
+      client deleted content it was listing (``vanish_answer``, default a 404 ``NotFound: content digest ...``).
     """
 
     API_VERSION = "1.41"
@@ -243,6 +245,8 @@ class FakeEngine:
         self.stall = ""
         self.not_json = ""
         self.refuse: dict = {}
+        self.vanish = 0
+        self.vanish_answer = (404, "NotFound: content digest sha256:" + "ab" * 32 + ": not found")
         self.path = Path(path)
         fake = self
 
@@ -274,7 +278,7 @@ class FakeEngine:
                 if fake.not_json and fake.not_json in self.path:
                     status, body = 200, b"<html><body>502 Bad Gateway</body></html>"
                 head = b"".join(f"HTTP/1.1 {code}\r\n\r\n".encode() for code in fake.interim)
-                reason = {200: "OK", 404: "Not Found", 409: "Conflict"}.get(status, "Error")
+                reason = {200: "OK", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error"}.get(status, "Error")
                 head += f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nApi-Version: " \
                         f"{fake.API_VERSION}\r\nContent-Length: {len(body)}\r\n".encode()
                 if fake.connection_header:
@@ -344,6 +348,10 @@ class FakeEngine:
         if method == "GET" and path == "/info":
             return 200, {"ServerVersion": "20.10.24", "Driver": "overlay2", "DriverStatus": []}
         if method == "GET" and path == "/images/json":
+            if self.vanish:
+                self.vanish -= 1
+                status, message = self.vanish_answer
+                return status, {"message": message}
             return 200, [self._record(image_id) for image_id in self.images]
         if method == "GET" and path == "/containers/json":
             return 200, []

@@ -144,3 +144,25 @@ def test_a_409_and_a_404_on_delete(tmp_path):
     (skipped,) = real["skipped_images"]
     assert skipped["image"] == iid(2) and skipped["reason"] == "container" and "must force" in skipped["detail"]
     assert len(check["deleted"]) == 9  # the fake's refusals are not in the snapshot: check mode cannot know
+
+
+@pytest.mark.parametrize("answer", [(404, "NotFound: content digest sha256:" + "ab" * 32 + ": not found"),
+                                    (500, "content digest sha256:" + "cd" * 32 + ": not found")])
+def test_a_listing_that_loses_content_under_it_is_read_again(tmp_path, answer):
+    """Another client deleting images while the containerd store lists them: the listing is read again."""
+    check, real, fake = _check_and_real(tmp_path, {"vanish": 2, "vanish_answer": answer})
+    assert not real.failed and real["deleted"] == check["deleted"] and len(real["deleted"]) == 9, real
+    assert sum(1 for _method, path, status in fake.log if "/images/json" in path and status == answer[0]) == 2
+
+
+def test_a_listing_that_keeps_failing_fails_clearly(tmp_path):
+    result, fake, _elapsed = _run(tmp_path, {"vanish": 10}, False)
+    assert result.failed and "listing the images" in result["msg"] and "not found" in result["msg"], result
+    assert fake.deletes() == [] and "Traceback" not in result["msg"]
+    assert sum(1 for _method, path, status in fake.log if "/images/json" in path and status == 404) == 3
+
+
+def test_a_listing_error_that_is_no_vanished_content_is_not_read_again(tmp_path):
+    result, fake, _elapsed = _run(tmp_path, {"vanish": 1, "vanish_answer": (500, "io error on the disk")}, False)
+    assert result.failed and "io error on the disk" in result["msg"], result
+    assert sum(1 for _method, path, _status in fake.log if "/images/json" in path) == 1
