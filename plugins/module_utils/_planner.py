@@ -171,7 +171,6 @@ class _State:
         for image in snapshot.images:
             self.images[image.id] = _Image(image.id, image.parent, list(image.tags), list(image.digests))
         self.containers = {c.id: c for c in snapshot.containers}
-        self.original_parent = {image.id: image.parent for image in snapshot.images}
         # indexes built once (snapshots of 10,000 images): images and containers are only ever removed from the
         # state and parent links never change, so a lookup filtered by what remains is exact
         self._children = {}

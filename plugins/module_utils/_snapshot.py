@@ -86,12 +86,6 @@ class Snapshot:
             object.__setattr__(self, "_by_id", {image.id: image for image in self.images})
         return self._by_id
 
-    def children(self, image_id):
-        return [image for image in self.images if image.parent == image_id]
-
-    def containers_of(self, image_id):
-        return [c for c in self.containers if c.image_id == image_id]
-
 
 @dataclass(frozen=True)
 class Request:

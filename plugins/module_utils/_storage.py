@@ -34,7 +34,6 @@ from decimal import Decimal, InvalidOperation
 from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils._units import human_size
 
-SEVERITIES = ("info", "warning", "critical")
 _SEVERITY_RANK = {"none": 0, "info": 1, "warning": 2, "critical": 3}
 
 DEFAULT_DOCKER_ROOT = "/var/lib/docker"
