@@ -1,7 +1,10 @@
-"""`make demo`: a private Docker engine with sample images, a dry run, the real run, and a summary.
+"""`make demo`: a private Docker engine with the realistic image world, a dry run, the real run, and a summary.
 
 The engine is private (its own socket under /tmp, no networking) and is stopped at the end; the host's own Docker
-daemon is never used. Pick the engine kind with DEMO_ENGINE=legacy|classic|containerd (default: legacy).
+daemon is never used. The images are the test harness's realistic world (tests/harness/world.py): base images of a
+few MB, runtimes and applications built on them, pushed to a local registry and pulled back (shared layers, no
+``Parent``), CI leftovers and stopped containers. Pick the engine kind with DEMO_ENGINE=legacy|classic|containerd
+(default: legacy). The summary shows ``space_reclaimed`` beside what ``docker system df`` shows freed.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from plugins.module_utils._units import human_size  # noqa: E402
 from tests.harness.ansible_runner import run_playbook  # noqa: E402
 from tests.harness.engines import Engine, engine_spec  # noqa: E402
-from tests.harness.images import ImageFactory  # noqa: E402
 from tests.harness.registry import Registry  # noqa: E402
+from tests.harness.world import make_world  # noqa: E402
 
 PLAYBOOK = REPO / "demo" / "cleanup-demo.yml"
 
@@ -27,24 +31,7 @@ def banner(text: str) -> None:
     print(f"\n=== {text} " + "=" * max(0, 100 - len(text)))
 
 
-def sample_images(engine: Engine, registry: Registry) -> dict:
-    """The classic cases, built offline."""
-    f = ImageFactory(engine)
-    web = f.simple("shop/web:1.0", "shop/web:stable", "mirror/web:1.0", content="web 1.0",
-                   labels={"team": "shop"})
-    parent = f.scratch("base layer", tag="base/app:1")
-    f.child("base/app:1", "app 2", tag="shop/app:2")
-    tool = f.simple("shop/tool:old", content="old tool")
-    f.stopped_container(tool)
-    f.simple(content="a dangling leftover")  # no tag at all
-    api = f.simple("shop/api:1", content="api 1")
-    pushed = registry.push(engine, api, "shop/api", "1")
-    engine.api.remove_image("shop/api:1")
-    digest = [d for d in engine.api.inspect_image(pushed)["RepoDigests"] if d.startswith(registry.host)][0]
-    return {"web": web, "parent": parent, "tool": tool, "pushed": pushed, "digest": digest}
-
-
-def write_playbook(digest_ref: str) -> None:
+def write_playbook(world) -> None:
     PLAYBOOK.write_text(textwrap.dedent(f"""\
         ---
         # Written by demo/run_demo.py. The same task runs in check mode first, then for real.
@@ -57,14 +44,13 @@ def write_playbook(digest_ref: str) -> None:
               janitor.docker.image_remove:
                 docker_host: "{{{{ lookup('ansible.builtin.env', 'DOCKER_HOST') }}}}"
                 images:
-                  - shop/web:stable      # one of several tags: only untagged
-                  - mirror/web:1.0       # last tag in its repository
-                  - base/app:1           # a parent with a child: untagged, kept
-                  - shop/tool:old        # used by a stopped container
-                  - {digest_ref}  # by digest
+                  - {world.ref("apps/web:1.0")}      # an old release: its own layer goes, the base stays
+                  - {world.ref("mirror/web:1.1")}    # one of several names: only untagged
+                  - {world.ref("runtime/node:20")}   # apps/api is built on it: the image goes, its layers stay
+                  - {world.ref("apps/api:2.0")}      # a stopped container uses it: skipped
                   - shop/gone:1          # not there: reported, not an error
                 filters:
-                  dangling: true         # untagged leftovers
+                  dangling: true         # CI leftovers (the stopped container's build is skipped)
                 containers: skip
               register: cleanup
 
@@ -74,8 +60,14 @@ def write_playbook(digest_ref: str) -> None:
         """))
 
 
-def summary(title: str, result: dict) -> None:
+def layers_size(engine: Engine) -> int:
+    """What ``docker system df`` counts for images (``LayersSize`` of ``GET /system/df``)."""
+    return engine.api.df()["LayersSize"]
+
+
+def summary(title: str, result: dict, freed: int | None = None) -> None:
     banner(title)
+    print(f"msg:             {result.get('msg')}")
     print(f"changed:         {result.get('changed')}")
     for key in ("untagged", "deleted", "not_found"):
         values = result.get(key) or []
@@ -86,7 +78,10 @@ def summary(title: str, result: dict) -> None:
     for item in result.get("skipped_images") or []:
         print(f"    {item.get('image', '')[:19]} {', '.join(item.get('references') or [])}: {item.get('reason')}"
               f" {' '.join(c[:12] for c in item.get('containers') or [])}")
-    print(f"space_reclaimed: {result.get('space_reclaimed')} bytes")
+    space = result.get("space_reclaimed")
+    print(f"space_reclaimed: {human_size(space)} ({space} bytes)")
+    if freed is not None:
+        print(f"docker system df: {human_size(freed)} freed ({freed} bytes, the drop of the images' size)")
 
 
 def main() -> int:
@@ -98,19 +93,23 @@ def main() -> int:
         engine.start()
         registry.start()
         print(engine.describe())
-        refs = sample_images(engine, registry)
-        write_playbook(refs["digest"])
+        world = make_world(engine, registry)
+        write_playbook(world)
         banner("images before")
         print(engine.cli("images", "-a", "--digests").stdout)
+        print(engine.cli("system", "df").stdout)
         env = {"DOCKER_HOST": engine.url}
         for check, title in ((True, "dry run (--check): what a real run will do"), (False, "real run")):
+            before = layers_size(engine)
             run = run_playbook(PLAYBOOK, check=check, env=env)
             if run.rc != 0:
                 print(run.stdout, run.proc.stderr)
                 return run.rc
-            summary(title, run.task("Remove old images, keep what containers still use"))
+            summary(title, run.task("Remove old images, keep what containers still use"),
+                    None if check else before - layers_size(engine))
         banner("images after")
         print(engine.cli("images", "-a", "--digests").stdout)
+        print(engine.cli("system", "df").stdout)
         run = run_playbook(PLAYBOOK, env=env)
         result = run.task("Remove old images, keep what containers still use")
         banner("rerun")

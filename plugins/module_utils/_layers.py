@@ -145,17 +145,19 @@ class LayerTable:
         return released, self._weights(released), self._tops()
 
     def missing(self, deleted, remaining, container_images):
-        """The images whose history ``space()`` needs for these sets: one for each chain whose size up to it is
-        not an image's listed total, preferring images that stay (then the one with fewest layers)."""
+        """The images whose history ``space()`` needs for these sets: for each chain whose size up to it is not an
+        image's listed total, the remaining image with the fewest layers that holds it. Only images that stay are
+        read, so the real run can read them after its deletions and reports what check mode reports; a chain that
+        no remaining image holds (released layers that meet inside deleted images only) is estimated."""
         _released, weights, tops = self._sets(deleted, remaining, container_images)
-        deleted_set = set(deleted)
+        staying = set(remaining) | set(container_images)
         wanted = set()
         for chain in weights:
             if chain in tops or self._located(chain) is not None:
                 continue
-            holders = [image_id for image_id, chains in self.chains.items() if chain in chains]
+            holders = [image_id for image_id in staying if chain in self.chains.get(image_id, ())]
             if holders:
-                wanted.add(min(holders, key=lambda i: (i in deleted_set, len(self.chains[i]), i)))
+                wanted.add(min(holders, key=lambda i: (len(self.chains[i]), i)))
         return sorted(wanted)
 
     def _located(self, chain):
@@ -202,8 +204,8 @@ class LayerTable:
         total = 0
         for chain, weight in weights.items():
             value = self._up_to(chain, tops)
-            if value is None:  # no history read for it (an image changed during the run): the nearest image below
-                value = self._nearest_below(chain, tops)
+            if value is None:  # no image that stays holds it: estimated (see _estimate)
+                value = self._estimate(chain, tops)
             total += weight * value
         for image_id in set(deleted):
             chains = self.chains.get(image_id)
@@ -214,14 +216,28 @@ class LayerTable:
             total += self.totals[image_id] - (tops[chains[-1]][0] if chains else 0)
         return max(0, total)
 
-    def _nearest_below(self, chain, tops):
-        for chains in self.chains.values():
-            if chain in chains:
-                for position in range(chains.index(chain) - 1, -1, -1):
-                    if chains[position] in tops:
-                        return tops[chains[position]][0]
-                return 0
-        return 0
+    def _estimate(self, chain, tops):
+        """Bytes up to ``chain`` without a history: between the nearest image top below it and the smallest image top
+        above it (among the images that hold it), in proportion to the number of layers."""
+        below_total, below_depth, above = 0, 0, None
+        for image_id, chains in self.chains.items():
+            if chain not in chains or image_id not in self.totals:
+                continue
+            index = chains.index(chain)
+            for position in range(index - 1, -1, -1):
+                if chains[position] in tops:
+                    below_total, below_depth = tops[chains[position]][0], position + 1
+                    break
+            candidate = (tops[chains[-1]][0], len(chains))
+            if above is None or candidate < above:
+                above = candidate
+            depth = index + 1
+        if above is None:
+            return 0
+        top_total, top_depth = above
+        if top_depth <= below_depth:
+            return below_total
+        return below_total + (top_total - below_total) * (depth - below_depth) // (top_depth - below_depth)
 
     def shares(self, chains, image_ids):
         """``space()`` as a sum, for callers that ask about many nested sets (``free_space``'s prefixes):
@@ -239,7 +255,7 @@ class LayerTable:
             if chain is None:
                 return 0
             value = self._up_to(chain, tops)
-            return self._nearest_below(chain, tops) if value is None else value
+            return self._estimate(chain, tops) if value is None else value
 
         per_chain = {chain: up_to(chain) - up_to(parents.get(chain)) for chain in chains}
         per_image = {}

@@ -133,8 +133,10 @@ def _released_layers(plan, layers, sets, reported, predicted):
 def build(plan, answers=None, skipped=None, layers=None):
     """The module result: from the plan's predicted answers (``answers`` None: check mode) or the engine's.
 
-    ``skipped`` defaults to the plan's; ``layers`` is the snapshot's ``LayerTable`` with the sizes ``space()`` needs
-    (None when not read: the layers are then taken from the ``Parent`` links, ``LayerTable.from_parents``).
+    ``skipped`` defaults to the plan's; ``layers`` is the snapshot's ``LayerTable`` with the sizes ``space()`` needs,
+    or a function that makes it for the ``accounting_sets`` of the run (called only when images were deleted; the
+    module reads the histories the table lacks for those sets there), or None: the layers are then taken from the
+    ``Parent`` links (``LayerTable.from_parents``).
     """
     predicted = answers is None
     if predicted:
@@ -161,6 +163,8 @@ def build(plan, answers=None, skipped=None, layers=None):
     deleted = sorted(set(deleted))
     containers_removed = sorted(set(containers_removed))
     sets = accounting_sets(plan, [i for i in deleted if i in by_id], containers_removed)
+    if callable(layers):
+        layers = layers(sets) if deleted else None
     released = _released_layers(plan, layers, sets, sorted(set(reported)), predicted)
     deleted_set = set(deleted)
     # an image created after the snapshot (a moved tag) is not in the table: its size is not known

@@ -626,7 +626,7 @@ class ImageRemover:
 
     def layer_reader(self, client, snapshot):
         """Every image's layers, for the released layers and the space the run frees (check mode and real run
-        alike). The inspects start at once, beside planning."""
+        alike). The inspects start at once and run beside planning, and in the real run beside the removals."""
         if not snapshot.images:
             return None
         return _transport.LayerReader(client, [image.id for image in snapshot.images], self.params["parallel"]).start()
@@ -666,8 +666,8 @@ class ImageRemover:
         return self._table
 
     def plan(self, snapshot, selected, layer_reader, platform_data=None):
-        """The plan (made once), and the layer table when the plan deletes something: the layers read, the listed
-        sizes, and the history of the few images whose per-layer sizes the space needs."""
+        """The plan (made once), and when it deletes something, the function ``_result.build`` calls for the layer
+        table of the run's ``accounting_sets`` (see ``accounting``)."""
         rules = _planner.rules_for(snapshot.store)
         if self.platforms:
             plan = _planner.plan_platforms(snapshot, selected.requests, self.platforms, platform_data, self.policy(),
@@ -677,11 +677,27 @@ class ImageRemover:
                                  protected=selected.protected)
         layers = None
         if layer_reader is not None and any(step.deleted for step in plan.steps):
-            layers = self.layer_table(snapshot, layer_reader)
-            wanted = layers.missing(*_result.predicted_sets(plan))
-            if wanted:
-                layers = layers.with_histories(layer_reader.histories(wanted))
+            layers = self.accounting(snapshot, layer_reader)
         return plan, layers
+
+    def accounting(self, snapshot, layer_reader):
+        """``sets -> LayerTable``: the layers read, the listed sizes, and the history of the few images that stay
+        whose per-layer sizes the space needs (read after the removals in the real run: they stay)."""
+        def table(sets):
+            try:
+                layers = self.layer_table(snapshot, layer_reader)
+                wanted = layers.missing(*sets)
+                if wanted:
+                    layers = layers.with_histories(layer_reader.histories(wanted))
+            except _errors.JanitorError as exc:
+                if self.module.check_mode:
+                    raise
+                # the removals are done: report them, with the space counted from the Parent links
+                self.module.warn(f"reading the images' layers failed, so space_reclaimed counts each deleted image's "
+                                 f"size beyond its parent's and deleted_layers may be incomplete: {exc.message}")
+                return None
+            return layers
+        return table
 
     def run(self):
         self.validate()
@@ -707,14 +723,17 @@ class ImageRemover:
                     self.state.uses = _last_used.read_times(client, snapshot, self.params["parallel"], self.now)[1]
                 platform_data = self.platform_data(client, snapshot, selected) if self.platforms else None
                 plan, layers = self.plan(snapshot, selected, layer_reader, platform_data)
+                if self.module.check_mode:
+                    predicted = _result.build(plan, layers=layers)
+                    return self.finish(_selection.annotate(predicted, plan, selected.kept), summary=True)
+                predicted = _result.build(plan)  # what the answers are compared with: references and images
+                if layers is not None:
+                    layer_reader.layers()  # every image's layers are read before the first removal
+                result = _executor.apply(client, plan, parallel=self.params["parallel"], layers=layers,
+                                         warn=self.module.warn)
             finally:
                 if layer_reader is not None:
                     layer_reader.cancel()
-            predicted = _result.build(plan, layers=layers)
-            if self.module.check_mode:
-                return self.finish(_selection.annotate(predicted, plan, selected.kept), summary=True)
-            result = _executor.apply(client, plan, parallel=self.params["parallel"], layers=layers,
-                                     warn=self.module.warn)
             differences = _executor.differences(predicted, result, layers_predicted=False)
             if differences:
                 self.module.warn(f"the engine's answers differ from the plan (another client changed images during "

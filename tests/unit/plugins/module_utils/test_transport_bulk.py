@@ -279,3 +279,19 @@ def test_an_idle_connection_the_daemon_closed_is_replaced_not_reused(fake):
 
 def test_interim_answer_reader_is_http_client():
     assert issubclass(_transport._Response, http.client.HTTPResponse)
+
+
+def test_the_real_run_reads_each_image_layers_before_deleting_it(fake):
+    from tests.harness.ansible_runner import run_module
+    result = run_module("image_remove", {"images": [f"app{n}:1" for n in range(1, 11)], "docker_host": fake.url,
+                                         "parallel": 3})
+    assert not result.get("failed"), result
+    assert len(result["deleted"]) == 10 and result["msg"].startswith("untagged 10, deleted 10, kept 0, ")
+    position = {}
+    for index, (method, path, _status) in enumerate(fake.log):
+        position.setdefault((method, path.rsplit("/images/", 1)[-1].split("?")[0]), index)
+    deletes = [(index, path) for index, (method, path, _status) in enumerate(fake.log) if method == "DELETE"]
+    for index, path in deletes:
+        name = path.rsplit("/images/", 1)[-1].split("?")[0]
+        image_id = next(i for i, tags in IMAGES.items() if name in tags)
+        assert position[("GET", f"{image_id}/json")] < index, (name, fake.log)
