@@ -211,9 +211,9 @@ def apply(engine, plan, parallel=4, layers=None, warn=None):
     """Send the plan's steps; returns the module result built from the engine's answers.
 
     ``layers`` is handed to ``_result.build`` (a ``LayerTable`` or the function that makes it after the run).
-    ``warn(text)`` receives what the operator
-    should know (answers read back from the engine's state, tags moved by another client). Raises
-    ``ExecutionError`` (with the partial result) when the engine fails in the middle of the run.
+    ``warn(text)`` receives what the operator should know (answers read back from the engine's state, tags moved
+    by another client). Raises ``ExecutionError`` (with the partial result) when the engine fails in the middle of
+    the run.
     """
     groups = plan.groups
     workers = max(1, min(parallel, len(groups)))
