@@ -25,7 +25,8 @@ KEPT_WORDS = {"container": "in use", "running_container": "in use", "excluded": 
               "keep_latest": "newest", "child_images": "has child images",
               "multiple_repositories": "in several repositories", "multiple_tags": "several tags"}
 RULE_REPORT_KEYS = ("name", "status", "changed", "error", "counts", "space_reclaimed", "untagged", "deleted_images",
-                    "kept", "skipped", "not_found")
+                    "kept", "skipped", "not_found", "free_space")
+FREE_SPACE_KEYS = ("measure", "path", "total", "high", "low", "used_before", "used_after", "target_met")
 NO_RESULT = "no result from the role: the host was unreachable or failed before the role ran (see the play output)"
 
 
@@ -150,7 +151,7 @@ def _rule(rule, result, index: int, ran: bool) -> dict:
     entry = {"name": name, "status": "not run", "changed": False, "error": None,
              "space_reclaimed": 0, "counts": {k: 0 for k in COUNTED},
              "untagged": [], "deleted": [], "deleted_images": [], "skipped": [], "not_found": [], "kept": [],
-             "prediction_notes": []}
+             "prediction_notes": [], "free_space": None}
     if not isinstance(result, Mapping):
         entry["status"] = "not run" if not ran else "no result"
         return entry
@@ -182,6 +183,8 @@ def _rule(rule, result, index: int, ran: bool) -> dict:
     ])
     entry["prediction_notes"] = sorted({str(n) for n in _items(result.get("prediction_notes"))})
     entry["space_reclaimed"] = _int(result.get("space_reclaimed"))
+    if isinstance(result.get("free_space"), Mapping):
+        entry["free_space"] = {k: result["free_space"].get(k) for k in FREE_SPACE_KEYS}
     entry["counts"] = {
         "untagged": len(entry["untagged"]),
         "deleted": len(entry["deleted"]),
@@ -220,6 +223,7 @@ def image_cleanup_host_summary(data) -> dict:
 
     totals = {k: sum(e["counts"][k] for e in entries) for k in COUNTED}
     totals["space_reclaimed"] = sum(e["space_reclaimed"] for e in entries)
+    measured = [e["free_space"] for e in entries if e["free_space"]]
     skipped = [dict(s, rule=e["name"]) for e in entries for s in e["skipped"]]
     not_found = [{"rule": e["name"], "image": i} for e in entries for i in e["not_found"]]
     return {
@@ -234,6 +238,7 @@ def image_cleanup_host_summary(data) -> dict:
         "storage": _storage(data.get("storage")),
         "rules": entries,
         "totals": totals,
+        "free_space": _measured(measured),
         "untagged": _sorted_unique([u for e in entries for u in e["untagged"]]),
         "deleted": _sorted_unique([d for e in entries for d in e["deleted"]]),
         "skipped": skipped,
@@ -241,9 +246,21 @@ def image_cleanup_host_summary(data) -> dict:
     }
 
 
+def _measured(measured):
+    """The host's disk measure before its first free_space rule and after its last one (None without such rules);
+    ``target_met`` only when every such rule met its target."""
+    if not measured:
+        return None
+    last = measured[-1]
+    return {"measure": last["measure"], "path": last["path"], "total": last["total"], "high": last["high"],
+            "low": last["low"], "before": measured[0]["used_before"], "after": last["used_after"],
+            "target_met": all(m.get("target_met") is not False for m in measured)}
+
+
 def _no_result_host(name: str) -> dict:
     return {"host": name, "status": "failed", "changed": False, "error": {"task": None, "message": NO_RESULT},
-            "warnings": [], "counts": {k: 0 for k in COUNTED}, "space_reclaimed": 0, "highest_severity": None,
+            "warnings": [], "counts": {k: 0 for k in COUNTED}, "space_reclaimed": 0, "free_space": None,
+            "highest_severity": None,
             "untagged": [], "deleted": [], "rules": []}
 
 
@@ -278,6 +295,7 @@ def image_cleanup_fleet_report(summaries, hosts, dry_run=False, generated_at=Non
             "warnings": summary.get("warnings", []),
             "counts": counts,
             "space_reclaimed": summary["totals"]["space_reclaimed"],
+            "free_space": summary.get("free_space"),
             "highest_severity": summary["storage"]["highest_severity"],
             "untagged": summary["untagged"],
             "deleted": summary["deleted"],

@@ -16,8 +16,8 @@ started and finished times. An image's last use: the latest of its creation, its
 and the state file's ``last_used``.
 
 The file is JSON, written atomically (a temporary file in the same directory, flushed, then renamed over the old
-one), never in check mode. A missing or unreadable file is a warning and a fresh start, never a failure: the file
-only improves the order, it never decides alone what is safe to remove.
+one), never in check mode. A missing file is the first run; an unreadable one is a warning; both start afresh,
+never a failure: the file only improves the order, it never decides alone what is safe to remove.
 """
 
 from __future__ import annotations
@@ -123,13 +123,13 @@ def next_state(snapshot, remembered, container_uses, now, deleted=()):
 
 
 def load_state(path):
-    """``(images, warning)``: the remembered {image ID: {last_used, seen}}, and why it is empty when it is."""
+    """``(images, warning)``: the remembered {image ID: {last_used, seen}}, and why it is empty when the file is
+    unreadable or not ours. A missing file is the first run: empty, no warning."""
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except FileNotFoundError:
-        return {}, (f"last_used_state: {path} does not exist yet; starting afresh (it is written after this run, "
-                    f"except in check mode)")
+        return {}, None
     except (OSError, ValueError) as exc:
         return {}, f"last_used_state: {path} cannot be read ({exc}); starting afresh"
     images = data.get("images") if isinstance(data, dict) else None

@@ -221,7 +221,7 @@ options:
         are gone falls back to its creation or tag time. Ties go to the older image, then the smaller ID.
       - Each real run records, per image ID, the latest use its containers showed and when a run last saw a
         container on it; the file is written atomically (a temporary file renamed over it) and never in check
-        mode. A missing or unreadable file is a warning and a fresh start, never a failure.
+        mode. A missing file is the first run; an unreadable one is a warning; both start afresh, never a failure.
       - Off by default.
     type: path
 notes:

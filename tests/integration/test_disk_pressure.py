@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import pytest
+import yaml
 
-from tests.harness.ansible_runner import run_module
+from ansible_collections.janitor.docker.plugins.module_utils._units import human_size
+from tests.harness.ansible_runner import run_module, run_playbook
 from tests.harness.engines import Engine, engine_spec
 
 KiB = 1024
@@ -73,7 +76,7 @@ def test_least_recently_used_first_until_low_with_the_state_file(tight, tmp_path
     recent = [_ran(engine, world.ids["apps/web:1.0"]), _ran(engine, world.ids["runtime/node:20"], start=False)]
     calm = run_module("image_remove", dict(args, free_space={"high": "1TB", "low": "1TB"}))
     assert not calm.failed and not calm["changed"] and calm["free_space"]["target_met"]
-    assert any("does not exist yet" in w for w in calm.warning_texts)
+    assert not any("last_used_state" in w for w in calm.warning_texts)  # a missing file is the first run
     remembered = json.loads(state.read_text())["images"]
     assert {world.ids["apps/web:1.0"], world.ids["runtime/node:20"]} <= set(remembered)
     assert not [name for name in os.listdir(state.parent) if name != state.name]  # no temporary file left
@@ -182,3 +185,33 @@ def test_bad_options_fail_before_anything_changes(engine, extra, words):
     result = run_module("image_remove", dict({"docker_host": engine.url}, **extra))
     assert result.failed and all(w in result["msg"] for w in words), result["msg"]
     assert engine.state() == before
+
+
+def test_role_rule_with_free_space_reports_the_hosts_measure(tight, tmp_path):
+    engine, world = tight
+    used = _layers_size(engine)
+    state = tmp_path / "state" / "last-used.json"
+    rules = [{"name": "disk", "free_space": {"high": used, "low": used - 2 * MiB},
+              "exclude": [world.ref("base/debian:12")]}]
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {"tight": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+        "image_cleanup_docker_host": engine.url, "image_cleanup_rules": rules,
+        "image_cleanup_last_used_state": str(state), "image_cleanup_report_dir": str(tmp_path / "report")}}}}))
+    dry = run_playbook("janitor.docker.cleanup", inventory=str(inventory), check=True)
+    assert dry.rc == 0, dry.stdout[-3000:]
+    assert not state.exists()  # never written in check mode
+    real = run_playbook("janitor.docker.cleanup", inventory=str(inventory))
+    assert real.rc == 0, real.stdout[-3000:]
+    assert json.loads(state.read_text())["version"] == 1
+    reports = {}
+    for name in ("image-cleanup.dry-run", "image-cleanup"):
+        report = json.loads((tmp_path / "report" / f"{name}.json").read_text())
+        reports[name] = report["per_host"][0]["free_space"]
+    assert reports["image-cleanup.dry-run"] == reports["image-cleanup"]  # the dry run predicts the real run
+    measured = reports["image-cleanup"]
+    assert measured["measure"] == "images" and measured["before"] == used and measured["target_met"]
+    _close(used - measured["after"], used - _layers_size(engine), exact=engine.kind != "containerd")
+    markdown = (tmp_path / "report" / "image-cleanup.md").read_text()
+    assert f"Disk (images, docker system df): {human_size(used)} used before, {human_size(measured['after'])} after" \
+        in markdown

@@ -169,3 +169,19 @@ def test_filter_module_lists_the_filters():
     assert sorted(f.FilterModule().filters()) == ["human_size", "image_cleanup_finding_lines",
                                                   "image_cleanup_fleet_report", "image_cleanup_host_summary",
                                                   "image_cleanup_rule_line", "image_cleanup_summary_lines"]
+
+
+def test_free_space_rules_give_the_hosts_measure_before_and_after():
+    def measured(before, after, met=True):
+        return {"measure": "filesystem", "path": "/var/lib/docker", "total": 1000, "high": 850, "low": 800,
+                "used_before": before, "used_after": after, "target_met": met}
+
+    summary = _host("h1", results=[_rule_result(free_space=measured(900, 790)),
+                                   _rule_result(free_space=measured(790, 780, met=False))])
+    assert summary["rules"][0]["free_space"]["used_after"] == 790
+    assert summary["free_space"] == {"measure": "filesystem", "path": "/var/lib/docker", "total": 1000, "high": 850,
+                                     "low": 800, "before": 900, "after": 780, "target_met": False}
+    assert _host("h2", results=[_rule_result(), _rule_result()])["free_space"] is None
+    report = f.image_cleanup_fleet_report([summary], ["h1"])
+    assert report["per_host"][0]["free_space"]["before"] == 900
+    assert report["per_host"][0]["rules"][0]["free_space"]["used_before"] == 900
