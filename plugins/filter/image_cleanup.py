@@ -151,7 +151,7 @@ def _rule(rule, result, index: int, ran: bool) -> dict:
     entry = {"name": name, "status": "not run", "changed": False, "error": None,
              "space_reclaimed": 0, "counts": {k: 0 for k in COUNTED},
              "untagged": [], "deleted": [], "deleted_images": [], "skipped": [], "not_found": [], "kept": [],
-             "prediction_notes": [], "free_space": None}
+             "free_space": None}
     if not isinstance(result, Mapping):
         entry["status"] = "not run" if not ran else "no result"
         return entry
@@ -181,7 +181,6 @@ def _rule(rule, result, index: int, ran: bool) -> dict:
          "reason": i.get("reason"), "detail": i.get("by") or i.get("repository")}
         for i in _items(result.get("images")) if isinstance(i, Mapping) and i.get("action") == "kept"
     ])
-    entry["prediction_notes"] = sorted({str(n) for n in _items(result.get("prediction_notes"))})
     entry["space_reclaimed"] = _int(result.get("space_reclaimed"))
     if isinstance(result.get("free_space"), Mapping):
         entry["free_space"] = {k: result["free_space"].get(k) for k in FREE_SPACE_KEYS}

@@ -162,7 +162,7 @@ def test_all_matches_docker_image_prune_a(clean_engine, images, cli_filters, fil
 
 # -- acceptance through janitor.docker.image_remove -------------------------------------------------------------
 def _comparable(result):
-    return {k: v for k, v in result.items() if k not in ("prediction_notes", "warnings", "invocation")}
+    return {k: v for k, v in result.items() if k not in ("warnings", "invocation")}
 
 
 def check_real_rerun(engine, args):
