@@ -251,11 +251,13 @@ class LayerTable:
             for index, chain in enumerate(image_chains):
                 parents.setdefault(chain, image_chains[index - 1] if index else None)
 
+        known = {None: 0}  # many released layers stand on the same few: each is sized once
+
         def up_to(chain):
-            if chain is None:
-                return 0
-            value = self._up_to(chain, tops)
-            return self._estimate(chain, tops) if value is None else value
+            if chain not in known:
+                value = self._up_to(chain, tops)
+                known[chain] = self._estimate(chain, tops) if value is None else value
+            return known[chain]
 
         per_chain = {chain: up_to(chain) - up_to(parents.get(chain)) for chain in chains}
         per_image = {}

@@ -160,12 +160,13 @@ def test_not_enough_candidates_removes_them_all_and_warns(tight, tmp_path):
 
 def test_unused_for_alone(tight):
     engine, world = tight
-    args = {"docker_host": engine.url, "unused_for": "1h"}
+    oldest = min(image["Created"] for image in engine.api.images(all=True))
+    args = {"docker_host": engine.url, "unused_for": f"{int(time.time() - oldest) + 3600}s"}
     _ran(engine, world.ids["apps/web:1.0"])
     time.sleep(1)
     check = run_module("image_remove", args, check_mode=True)
     assert not check.failed, check.get("msg")
-    assert not check["deleted"]  # the world is minutes old: nothing was unused for an hour
+    assert not check["deleted"]  # an hour longer than the world exists: nothing was unused for so long
     recent = {e["id"] for e in check["images"] if e.get("reason") == "recently_used"}
     assert world.ids["apps/worker:1"] in recent
     stale = run_module("image_remove", dict(args, unused_for="0s"), check_mode=True)
