@@ -13,6 +13,7 @@ import importlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -129,3 +130,13 @@ def run_playbook(playbook: str | Path, inventory: str = "localhost,", check: boo
         if results_file.exists():
             results = [json.loads(line) for line in results_file.read_text().splitlines() if line.strip()]
         return PlaybookRun(proc, results)
+
+
+def play_recap(stdout: str) -> dict:
+    """``{host: {"ok": n, "changed": n, ...}}`` from the PLAY RECAP of ``ansible-playbook``'s output."""
+    recap = {}
+    for line in stdout.split("PLAY RECAP")[-1].splitlines():
+        match = re.match(r"^(\S+)\s*:\s*(.*)$", line.strip())
+        if match:
+            recap[match.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2))}
+    return recap

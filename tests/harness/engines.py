@@ -238,6 +238,14 @@ class Engine:
             capture_output=True, text=True, check=check, timeout=timeout, env=self.env(),
         )
 
+    def rmi(self, *args: str) -> tuple:
+        """``docker rmi`` on this engine: (returncode, untagged, deleted, stderr), as the CLI prints them."""
+        proc = self.cli("rmi", *args, check=False)
+        lines = proc.stdout.splitlines()
+        untagged = [line.split(": ", 1)[1] for line in lines if line.startswith("Untagged: ")]
+        deleted = [line.split(": ", 1)[1] for line in lines if line.startswith("Deleted: ")]
+        return proc.returncode, untagged, deleted, proc.stderr
+
     def reset(self) -> None:
         """Remove every container and every image: a clean engine for the next test."""
         for c in self.api.containers(all=True, quiet=True):

@@ -9,14 +9,13 @@ run, the real run in ``serial: 2`` batches, and a rerun. The fleet report is che
 from __future__ import annotations
 
 import json
-import re
 import sys
 from datetime import datetime, timezone
 
 import pytest
 import yaml
 
-from tests.harness.ansible_runner import run_playbook
+from tests.harness.ansible_runner import play_recap, run_playbook
 from tests.harness.engines import Engine, engine_spec, selected_kinds
 from tests.harness.images import ImageFactory
 from tests.harness.sshd import SshServer, SshUnavailable, loopback_addresses
@@ -34,14 +33,6 @@ RULES = [
 ]
 FORKS = ("--forks", "4")
 
-
-def _recap(stdout: str) -> dict:
-    recap = {}
-    for line in stdout.split("PLAY RECAP")[-1].splitlines():
-        match = re.match(r"^(\S+)\s*:\s*(.*)$", line.strip())
-        if match:
-            recap[match.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2))}
-    return recap
 
 
 def _populate(engine: Engine, host: str) -> dict:
@@ -119,7 +110,7 @@ def runs(ssh_fleet):
 def test_every_host_was_reached_over_ssh(runs, ssh_fleet):
     for run in ("check", "real", "again"):
         assert runs[run].rc == 0, runs[run].stdout[-4000:]
-        assert sorted(_recap(runs[run].stdout)) == HOSTS
+        assert sorted(play_recap(runs[run].stdout)) == HOSTS
     connections = ssh_fleet["server"].connections()
     # each address: the harness's readiness probe, then at least one login per run (kept-alive masters expire)
     assert all(count >= 1 + 3 for count in connections.values()), connections
@@ -165,8 +156,8 @@ def test_fleet_report_matches_each_engine(runs, ssh_fleet):
 def test_serial_batches_and_rerun(runs):
     real = runs["real"].stdout
     assert real.count("PLAY [Clean up Docker images and check Docker storage]") == 2  # two batches of two
-    assert all(c["changed"] >= 1 and c["failed"] == 0 for c in _recap(real).values())
-    assert all(c["changed"] == 0 for c in _recap(runs["again"].stdout).values()), runs["again"].stdout[-3000:]
+    assert all(c["changed"] >= 1 and c["failed"] == 0 for c in play_recap(real).values())
+    assert all(c["changed"] == 0 for c in play_recap(runs["again"].stdout).values()), runs["again"].stdout[-3000:]
     rerun = runs["rerun"]
     assert rerun["totals"]["deleted"] == 0 and rerun["totals"]["untagged"] == 0 and rerun["hosts"]["changed"] == 0
     assert rerun["totals"]["skipped"] == 4  # each host's CI build, still in use

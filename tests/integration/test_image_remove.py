@@ -44,14 +44,6 @@ def check_then_run(engine, images, **options):
     return real
 
 
-def cli_rmi(engine, *args):
-    """``docker rmi`` on the engine: (returncode, untagged, deleted, stderr)."""
-    proc = engine.cli("rmi", *args, check=False)
-    lines = proc.stdout.splitlines()
-    untagged = [line.split(": ", 1)[1] for line in lines if line.startswith("Untagged: ")]
-    deleted = [line.split(": ", 1)[1] for line in lines if line.startswith("Deleted: ")]
-    return proc.returncode, untagged, deleted, proc.stderr
-
 
 def roles(ids_by_role, values):
     """Image IDs replaced by their role in the scenario, anything else (a layer chain ID) by ``layer``."""
@@ -71,7 +63,7 @@ def same_as_cli(engine, setup, images, cli_commands, **options):
         if command[0] == "rm":
             engine.cli("rm", *[cli_ids.get(arg, arg) for arg in command[1:]])
             continue
-        rc, u, d, err = cli_rmi(engine, *[cli_ids.get(arg, arg) for arg in command])
+        rc, u, d, err = engine.rmi(*[cli_ids.get(arg, arg) for arg in command])
         untagged += u
         deleted += d
         if rc:
@@ -220,7 +212,7 @@ def test_three_tags_removed_tag_by_tag(clean_engine, images):
     clean_engine.reset()
     setup()
     for refs, deleted, _action in steps:
-        rc, untagged, cli_deleted, _err = cli_rmi(clean_engine, *refs)
+        rc, untagged, cli_deleted, _err = clean_engine.rmi(*refs)
         assert rc == 0 and untagged == refs and roles(ids, cli_deleted).count("img") == len(deleted)
     assert same_as_cli(clean_engine, setup, ["three:a", "three:b", "other/three:c"],
                        [["three:a"], ["three:b"], ["other/three:c"]])[0]["deleted"]
@@ -335,7 +327,7 @@ def test_stopped_container(clean_engine, images, policy):
         result = module(clean_engine, ["used:1"], containers="fail")
         assert result.failed and ids["img"] in result["msg"] and ids["ctr"][:12] in result["msg"]
         assert clean_engine.state() == before
-        rc, _untagged, _deleted, err = cli_rmi(clean_engine, "used:1")
+        rc, _untagged, _deleted, err = clean_engine.rmi("used:1")
         assert rc != 0 and "is using its referenced image" in err
         return
     if policy == "skip":
@@ -369,7 +361,7 @@ def test_running_container(clean_engine, images, policy):
         assert result["skipped_images"] == [{"image": image, "references": listed(clean_engine, image),
                                              "reason": "running_container", "containers": [container]}]
     assert clean_engine.state() == before
-    rc, _untagged, _deleted, err = cli_rmi(clean_engine, "-f", image)
+    rc, _untagged, _deleted, err = clean_engine.rmi("-f", image)
     assert rc != 0 and "running container" in err
 
 
@@ -387,7 +379,7 @@ def test_force_untags_a_digest_of_an_image_a_container_uses(clean_engine, images
 
     clean_engine.reset()
     ids = setup()
-    rc, _untagged, _deleted, err = cli_rmi(clean_engine, ids["digest"])
+    rc, _untagged, _deleted, err = clean_engine.rmi(ids["digest"])
     assert rc != 0 and "must force" in err.replace("must be forced", "must force")
     if clean_engine.containerd_store:
         result = check_then_run(clean_engine, [ids["digest"]], force=True, containers="skip")

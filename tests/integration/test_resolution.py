@@ -47,14 +47,6 @@ def run_twice(engine, values, rerun=True, **options):
     return real, again
 
 
-def cli_rmi(engine, *args):
-    """``docker rmi``: (returncode, untagged, deleted, stderr)."""
-    proc = engine.cli("rmi", *args, check=False)
-    lines = proc.stdout.splitlines()
-    untagged = [line.split(": ", 1)[1] for line in lines if line.startswith("Untagged: ")]
-    deleted = [line.split(": ", 1)[1] for line in lines if line.startswith("Deleted: ")]
-    return proc.returncode, untagged, deleted, proc.stderr
-
 
 def images_after(engine):
     return engine.state()["images"]
@@ -69,7 +61,7 @@ def versus_cli(engine, setup, values, rerun=True, **options):
     ours = images_after(engine)
     engine.reset()
     setup()
-    cli = cli_rmi(engine, *(["-f"] if options.get("force") else []), *values)
+    cli = engine.rmi(*(["-f"] if options.get("force") else []), *values)
     return real, again, cli, ours, images_after(engine)
 
 
@@ -184,13 +176,13 @@ def test_hex_name_that_is_a_prefix_of_another_image_id(clean_engine, images):
         assert result.failed and "ambiguous" in result["msg"] and repr(name) in result["msg"]
         assert image_b in result["candidates"]
         assert clean_engine.state() == before
-        rc, _untagged, _deleted, stderr = cli_rmi(clean_engine, name)
+        rc, _untagged, _deleted, stderr = clean_engine.rmi(name)
         assert rc != 0 and "ambiguous reference" in stderr and clean_engine.state() == before
         return
     real, _again, (rc, untagged, _deleted, _err), ours, theirs = versus_cli(clean_engine, setup, [name], rerun=False)
     assert rc == 0 and real["untagged"] == untagged == [f"{name}:latest"] and ours == theirs
     # the name gone, the same string is B's ID prefix: a second docker rmi deletes B, and so does the rerun
-    rc, untagged, deleted, _err = cli_rmi(clean_engine, name)
+    rc, untagged, deleted, _err = clean_engine.rmi(name)
     assert rc == 0 and untagged == ["b:1"] and image_b in deleted
     theirs = images_after(clean_engine)
     clean_engine.reset()
@@ -209,7 +201,7 @@ def test_a_gone_short_name_is_not_found_on_the_rerun(clean_engine, images):
     real, again = run_twice(clean_engine, ["db"])
     assert (real["untagged"], real["deleted"]) == (["db:latest"], [image])
     assert again["not_found"] == ["db"]
-    rc, _untagged, _deleted, stderr = cli_rmi(clean_engine, "db")
+    rc, _untagged, _deleted, stderr = clean_engine.rmi("db")
     assert rc != 0 and "No such image: db:latest" in stderr
 
 
@@ -236,8 +228,8 @@ def test_a_gone_hex_name_can_match_another_image_id(clean_engine, images):
         state = images_after(clean_engine)
         clean_engine.reset()
         setup()
-        cli_rmi(clean_engine, f"{name}:latest")
-        rc, untagged, deleted, _err = cli_rmi(clean_engine, name)
+        clean_engine.rmi(f"{name}:latest")
+        rc, untagged, deleted, _err = clean_engine.rmi(name)
         assert state == images_after(clean_engine)
         if clean_engine.containerd_store and length < 4:
             assert rc != 0 and ours["not_found"] == [name] and other in state
@@ -255,7 +247,7 @@ def test_an_id_prefix_of_several_images_fails_clearly(clean_engine, images):
     prefix, candidates = colliding_ids(images, clean_engine)
     before = clean_engine.state()
     result = module(clean_engine, [prefix])
-    rc, _untagged, _deleted, stderr = cli_rmi(clean_engine, prefix)
+    rc, _untagged, _deleted, stderr = clean_engine.rmi(prefix)
     assert rc != 0 and "No such image" in stderr and clean_engine.state() == before
     if clean_engine.containerd_store:
         assert not result.failed and result["not_found"] == [prefix]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness.ansible_runner import REPO_ROOT, run_playbook
+from tests.harness.ansible_runner import REPO_ROOT, play_recap, run_playbook
 from tests.harness.images import ImageFactory
 
 PLAYBOOK = "janitor.docker.cleanup"
@@ -30,14 +30,6 @@ DIRECT_LVM = (FIXTURES / "direct-lvm-17.03-docs.txt").read_text()  # warning onl
 LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
 STAMPED = re.compile(r"^image-cleanup-\d{8}T\d{6}Z(\.dry-run)?\.(json|md)$")
 
-
-def _recap(stdout: str) -> dict:
-    recap = {}
-    for line in stdout.split("PLAY RECAP")[-1].splitlines():
-        match = re.match(r"^(\S+)\s*:\s*(.*)$", line.strip())
-        if match:
-            recap[match.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2))}
-    return recap
 
 
 def _write_inventory(path: Path, hosts: dict, **group_vars) -> str:
@@ -62,7 +54,7 @@ def test_report_location_history_and_idempotency(tmp_path):
 
     check = run_playbook(PLAYBOOK, inventory=inventory, check=True, cwd=workdir)
     assert check.rc == 0, check.stdout
-    assert all(c["changed"] == 0 for c in _recap(check.stdout).values()), check.stdout
+    assert all(c["changed"] == 0 for c in play_recap(check.stdout).values()), check.stdout
     names = sorted(p.name for p in reports.iterdir())
     assert len(names) == 4 and "image-cleanup.dry-run.json" in names and "image-cleanup.dry-run.md" in names, names
     assert all(STAMPED.match(n) for n in names if n not in ("image-cleanup.dry-run.json", "image-cleanup.dry-run.md"))
@@ -74,7 +66,7 @@ def test_report_location_history_and_idempotency(tmp_path):
     time.sleep(1.1)  # the next run's files are named by the next second
     second = run_playbook(PLAYBOOK, inventory=inventory, cwd=workdir)
     for run in (first, second):
-        assert run.rc == 0 and all(c["changed"] == 0 for c in _recap(run.stdout).values()), run.stdout
+        assert run.rc == 0 and all(c["changed"] == 0 for c in play_recap(run.stdout).values()), run.stdout
     real = sorted(p.name for p in reports.iterdir() if STAMPED.match(p.name) and ".dry-run." not in p.name)
     assert len(real) == 4, real  # two runs, .json and .md each
     latest = json.loads((reports / "image-cleanup.json").read_text())
@@ -98,7 +90,7 @@ def test_storage_gate_after_rules_by_default_or_before_rules(tmp_path):
     inventory = _write_inventory(tmp_path / "inventory.yml", hosts, image_cleanup_rules=rule,
                                  image_cleanup_report_dir=str(tmp_path / "r"))
     run = run_playbook(PLAYBOOK, inventory=inventory, check=True)
-    assert {h: c["failed"] for h, c in _recap(run.stdout).items()} == {"after": 1, "before": 1, "bad_gate": 1}
+    assert {h: c["failed"] for h, c in play_recap(run.stdout).items()} == {"after": 1, "before": 1, "bad_gate": 1}
     assert "sometimes" in run.stdout and "before_rules" in run.stdout  # the argument spec names the choices
     report = json.loads((tmp_path / "r" / "image-cleanup.dry-run.json").read_text())
     per_host = {h["host"]: h for h in report["per_host"]}
@@ -177,7 +169,7 @@ def test_report_covers_every_host_with_serial_batches_and_the_free_strategy(tmp_
         playbook = tmp_path / "mine.yml"
         playbook.write_text(OWN_PLAYBOOK)
     run = run_playbook(playbook, inventory=inventory, check=True, extra_vars=extra)
-    recap = _recap(run.stdout)
+    recap = play_recap(run.stdout)
     assert {h: c["failed"] for h, c in recap.items()} == {h: int(h in FLEET_FAILED) for h in FLEET}, run.stdout
     writes = [r for r in run.results if r["task"] == TASK + "Write the fleet report as JSON"]
     assert len(writes) == 1  # once for the whole fleet
@@ -246,7 +238,7 @@ def test_ci_host_dangling_images_in_use_are_kept_not_a_failure(fresh_world, tmp_
     check = run_playbook(PLAYBOOK, inventory=inventory, check=True)
     real = run_playbook(PLAYBOOK, inventory=inventory)
     for run in (check, real):
-        assert run.rc == 0 and _recap(run.stdout)["ci"]["failed"] == 0, run.stdout[-3000:]
+        assert run.rc == 0 and play_recap(run.stdout)["ci"]["failed"] == 0, run.stdout[-3000:]
     report = json.loads((tmp_path / "r" / "image-cleanup.json").read_text())
     rule = report["per_host"][0]["rules"][0]
     assert rule["status"] == "ok"

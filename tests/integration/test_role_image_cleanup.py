@@ -11,7 +11,6 @@ killed and one host unreachable.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +20,7 @@ import yaml
 
 from ansible_collections.janitor.docker.plugins.filter.image_cleanup import image_cleanup_rule_line as rule_line
 from ansible_collections.janitor.docker.plugins.module_utils._units import human_size
-from tests.harness.ansible_runner import run_playbook
+from tests.harness.ansible_runner import play_recap, run_playbook
 from tests.harness.images import ImageFactory
 
 pytestmark = pytest.mark.engine
@@ -84,14 +83,6 @@ def _report(fleet, name: str, dry_run: bool) -> tuple[dict, str]:
     assert json_file.is_file() and md_file.is_file(), f"no report {base}.json/.md"
     return json.loads(json_file.read_text()), md_file.read_text()
 
-
-def _recap(stdout: str) -> dict:
-    recap = {}
-    for line in stdout.split("PLAY RECAP")[-1].splitlines():
-        match = re.match(r"^(\S+)\s*:\s*(.*)$", line.strip())
-        if match:
-            recap[match.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2))}
-    return recap
 
 
 def _comparable(report: dict) -> dict:
@@ -214,7 +205,7 @@ def test_markdown_lists_each_rule_by_name_and_short_id_in_decimal_units(runs, fl
 def test_failed_host_is_marked_failed_and_others_finish(runs):
     real = runs["real"]
     assert real.rc == 2, real.stdout
-    recap = _recap(real.stdout)
+    recap = play_recap(real.stdout)
     assert recap["charlie"]["failed"] == 1
     assert recap["alpha"]["failed"] == 0 and recap["bravo"]["failed"] == 0
     assert recap["alpha"]["changed"] >= 1
@@ -222,7 +213,7 @@ def test_failed_host_is_marked_failed_and_others_finish(runs):
 
 def test_rerun_is_idempotent(runs):
     again = runs["again"]
-    recap = _recap(again.stdout)
+    recap = play_recap(again.stdout)
     assert set(recap) >= {"alpha", "bravo", "charlie"}, again.stdout
     assert all(counts["changed"] == 0 for counts in recap.values()), again.stdout
     for host in ("alpha", "bravo"):
@@ -308,7 +299,7 @@ def test_storage_fail_on_levels_and_hosts_without_a_result(tmp_path):
     inventory.write_text(yaml.safe_dump({"all": {"vars": {"image_cleanup_report_dir": str(tmp_path / "r")},
                                                  "hosts": hosts}}))
     run = run_playbook(PLAYBOOK, inventory=str(inventory), check=True)
-    recap = _recap(run.stdout)
+    recap = play_recap(run.stdout)
     assert {h: recap[h]["failed"] for h in hosts} == {
         "loop_default": 1, "loop_never": 0, "direct_default": 0, "direct_warning": 1, "unchecked": 0, "bad_rule": 1,
     }, run.stdout
