@@ -171,12 +171,15 @@ class ResolutionRules:
     tag_with_digest_must_match: bool  # ``repo:tag@digest``: containerd untags only that tag and answers "No such
     #                                   image" when the image has no such tag; the graph driver ignores the tag
     #                                   and removes the digest reference
+    digest_names_image_id: bool  # ``repo@<image ID>`` names the image for every repository of its names
+    #                              (containerd: image IDs are manifest digests); the graph driver needs the listed
+    #                              digest reference
 
 
 GRAPH_DRIVER_RESOLUTION = ResolutionRules("classic", min_prefix=1, name_and_prefix_together=False,
-                                          tag_with_digest_must_match=False)
+                                          tag_with_digest_must_match=False, digest_names_image_id=False)
 CONTAINERD_RESOLUTION = ResolutionRules("containerd", min_prefix=4, name_and_prefix_together=True,
-                                        tag_with_digest_must_match=True)
+                                        tag_with_digest_must_match=True, digest_names_image_id=True)
 
 
 def resolution_rules_for(store):
@@ -224,7 +227,7 @@ def _ambiguous(value, candidates):
 def _by_name(snapshot, reference, refs, rules):
     """``(image ID, target)`` of the image a parsed reference names, or ``(None, None)``."""
     if reference.digest:
-        image = snapshot.by_id().get(reference.digest) if snapshot.store == CONTAINERD else None
+        image = snapshot.by_id().get(reference.digest) if rules.digest_names_image_id else None
         if rules.tag_with_digest_must_match and reference.tag:
             # containerd: the digest finds the image, the tag must be one of its names; only that tag goes
             if image is not None and reference.tagged in image.tags:
