@@ -60,6 +60,9 @@ class LayerTable:
     diffs: dict = field(default_factory=dict)  # image ID -> diff IDs (RootFS.Layers), base first
     totals: dict = field(default_factory=dict)  # image ID -> the listed Size (bytes the engine counts for it)
     histories: dict = field(default_factory=dict)  # image ID -> per-layer sizes aligned with its chains (a few)
+    # what chains and totals give (tops, parents, holders), built once: with_histories() passes it on, the
+    # histories do not change it
+    _derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_diff_ids(cls, layers, totals=None):
@@ -109,9 +112,32 @@ class LayerTable:
             candidates.difference_update(self.chains.get(image_id, ()))
         return candidates
 
+    def parents(self):
+        """{chain ID: the chain ID of the layer below it, None for a base layer} (the first image's word on it)."""
+        if "parents" not in self._derived:
+            parents = {}
+            for chains in self.chains.values():
+                for index, chain in enumerate(chains):
+                    if chain not in parents:
+                        parents[chain] = chains[index - 1] if index else None
+            self._derived["parents"] = parents
+        return self._derived["parents"]
+
+    def holders(self):
+        """{chain ID: the IDs of the images that hold it, in the table's order}."""
+        if "holders" not in self._derived:
+            holders = {}
+            for image_id, chains in self.chains.items():
+                for chain in set(chains):
+                    holders.setdefault(chain, []).append(image_id)
+            self._derived["holders"] = holders
+        return self._derived["holders"]
+
     # -- sizes ----------------------------------------------------------------------------------------------
     def _tops(self):
-        """{chain ID: (the smallest listed Size of the images whose top layer it is, that image)}."""
+        """{chain ID: (the smallest listed Size of the images whose top layer it is, that image)} (built once)."""
+        if "tops" in self._derived:
+            return self._derived["tops"]
         tops = {}
         for image_id, chains in self.chains.items():
             if not chains or image_id not in self.totals:
@@ -119,6 +145,7 @@ class LayerTable:
             value = (self.totals[image_id], image_id)
             if chains[-1] not in tops or value < tops[chains[-1]]:
                 tops[chains[-1]] = value
+        self._derived["tops"] = tops
         return tops
 
     def _weights(self, released):
@@ -127,11 +154,7 @@ class LayerTable:
         A released layer counts +1, and -1 on its parent (the layer below it): a released layer with one released
         layer above it cancels out, so only the tops of released branches, the layers where they meet, and the
         kept layers they stand on remain."""
-        parents = {}
-        for chains in self.chains.values():
-            for index, chain in enumerate(chains):
-                if chain not in parents:
-                    parents[chain] = chains[index - 1] if index else None
+        parents = self.parents()
         weights = {}
         for chain in released:
             weights[chain] = weights.get(chain, 0) + 1
@@ -151,11 +174,12 @@ class LayerTable:
         no remaining image holds (released layers that meet inside deleted images only) is estimated."""
         _released, weights, tops = self._sets(deleted, remaining, container_images)
         staying = set(remaining) | set(container_images)
+        holding = self.holders()
         wanted = set()
         for chain in weights:
             if chain in tops or self._located(chain) is not None:
                 continue
-            holders = [image_id for image_id in staying if chain in self.chains.get(image_id, ())]
+            holders = [image_id for image_id in holding.get(chain, ()) if image_id in staying]
             if holders:
                 wanted.add(min(holders, key=lambda i: (len(self.chains[i]), i)))
         return sorted(wanted)
@@ -220,8 +244,9 @@ class LayerTable:
         """Bytes up to ``chain`` without a history: between the nearest image top below it and the smallest image top
         above it (among the images that hold it), in proportion to the number of layers."""
         below_total, below_depth, above = 0, 0, None
-        for image_id, chains in self.chains.items():
-            if chain not in chains or image_id not in self.totals:
+        for image_id in self.holders().get(chain, ()):
+            chains = self.chains[image_id]
+            if image_id not in self.totals:
                 continue
             index = chains.index(chain)
             for position in range(index - 1, -1, -1):
@@ -246,10 +271,7 @@ class LayerTable:
         the second over ``d``: the telescoped sum counts, for each released layer, the bytes up to it minus the
         bytes up to the layer below it."""
         tops = self._tops()
-        parents = {}
-        for image_chains in self.chains.values():
-            for index, chain in enumerate(image_chains):
-                parents.setdefault(chain, image_chains[index - 1] if index else None)
+        parents = self.parents()
 
         known = {None: 0}  # many released layers stand on the same few: each is sized once
 

@@ -274,6 +274,43 @@ class LayerSpace:
             self.table = self.table.with_histories(self.read_histories(wanted))
         return self.table.space(*sets)
 
+    def read_for_prefixes(self, released, deleted_at, never):
+        """The table with the histories that the prefixes of one order need, read (each once); ``released``:
+        {chain ID: the position that releases it}, ``deleted_at``: {image ID: the position that deletes it}
+        (``never`` for an image that stays).
+
+        ``freed`` for the whole order reads only the images that stay after all of it; a layer that every image
+        holding it leaves (a base the order empties) is then estimated. A shorter prefix keeps an image on that
+        layer, so its own ``freed`` reads that image's history, and the layer counts its real size. A sum over
+        the prefixes counts each layer with one size: for a layer that some prefix counts while an image on it
+        stays, the history of the image on it that stays longest (fewest layers, then smallest ID, on a tie).
+        Once read, ``space()`` counts it for every set, so each prefix's own ``freed`` agrees. A layer that only
+        deleted images hold in every prefix that counts it stays estimated, as each prefix's ``freed`` does."""
+        table = self.table
+        tops = table._tops()
+        parents = table.parents()
+        first = {}  # chain ID: the first position from which a prefix counts it (it or a layer on it released)
+        for chain, at in released.items():
+            for counted in (chain, parents.get(chain)):
+                if counted is not None and at < first.get(counted, never):
+                    first[counted] = at
+        holders = table.holders()
+        wanted = set()
+        for chain, at in first.items():
+            if chain in tops or table._located(chain) is not None:
+                continue
+            staying = [image_id for image_id in holders.get(chain, ()) if image_id in table.totals]
+            if not staying:
+                continue
+            longest = min(staying, key=lambda i: (-deleted_at.get(i, never), len(table.chains[i]), i))
+            if deleted_at.get(longest, never) > at:  # a prefix keeps it on the chain: that prefix reads it
+                wanted.add(longest)
+        wanted = sorted(wanted - self.read)
+        if wanted:
+            self.read.update(wanted)
+            self.table = table.with_histories(self.read_histories(wanted))
+        return self.table
+
 
 class PrefixFreed:
     """``freed(prefix) -> bytes`` for the prefixes of one LRU order, from one plan and one accounting.
@@ -348,6 +385,7 @@ class PrefixFreed:
             for chain in table.chains.get(image_id, ()):
                 release[chain] = never
         released = {chain: at for chain, at in release.items() if at < never}
+        table = space.read_for_prefixes(released, deleted_at, never)
         per_chain, per_image = table.shares(released, deleted_at)
         added = [0] * (len(order) + 1)
         for chain, at in released.items():

@@ -78,3 +78,26 @@ def test_without_layers_the_parent_links_give_them():
     layers = LayerTable.from_parents(snapshot)
     assert layers.space(["c"], ["p"], set()) == 50
     assert layers.space(["c", "p"], [], set()) == 150
+
+
+def test_parents_and_holders_follow_the_chains():
+    layers = table()
+    chains = layers.chains
+    parents = layers.parents()
+    assert parents[chains["base"][0]] is None
+    assert parents[chains["web"][3]] == chains["web"][2] == chains["python"][2]
+    assert parents[chains["api"][1]] == chains["base"][0]
+    holders = layers.holders()
+    assert holders[chains["base"][0]] == ["base", "python", "web", "api"]  # the table's order
+    assert holders[chains["python"][1]] == ["python", "web"]
+    assert holders[chains["api"][1]] == ["api"]
+
+
+def test_what_is_derived_once_stays_right_after_histories_are_added():
+    layers = table()
+    assert layers.space(["web", "python"], ["base", "api"], set()) == 2_600_000  # derives tops, parents, holders
+    full = layers.with_histories({"web": [500_000, 100_000, 2_000_000, 4_000_000]})
+    assert full.parents() == table().parents() and full.holders() == table().holders()
+    assert full.space(["web", "python"], ["base", "api"], set()) == 2_600_000
+    assert full.missing(["web", "python", "api"], ["base"], set()) == table().missing(["web", "python", "api"],
+                                                                                      ["base"], set())

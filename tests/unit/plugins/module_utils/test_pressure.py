@@ -335,3 +335,57 @@ def test_one_plan_answers_every_prefix_as_a_plan_per_prefix_does(store):
     assert freed.running is not False
     assert answers == [freed.fallback(order[:k]) for k in range(len(order), -1, -1)]
     assert all(freed.exact(order[:k]) for k in range(len(order) + 1))
+
+
+def test_one_plan_sizes_a_base_the_whole_order_empties_as_the_prefixes_do():
+    # two pulled images on one base (no Parent link, no image whose top it is): removing both releases it, and
+    # no image that stays has its history, so the whole order alone would estimate it; removing one keeps the
+    # other on it, whose history gives its real size. Every prefix must count it with that size.
+    first = img("first", "first:1", created=1)
+    second = img("second", "second:1", created=2)
+    kept = img("kept", "kept:1", created=3)
+    snapshot = snap(first, second, kept, containers=(ContainerRecord(id="c1", image_id=kept.id),))
+    layers = {first.id: ("base", "one"), second.id: ("base", "two"), kept.id: ("other",)}
+    sizes = {first.id: 30_000_100, second.id: 30_000_900, kept.id: 5_000}
+    histories = {first.id: [100, 30_000_000], second.id: [900, 30_000_000], kept.id: [5_000]}
+    read = []
+
+    def read_histories(ids):
+        read.extend(ids)
+        return {i: histories[i] for i in ids}
+
+    table = _layers.LayerTable.from_diff_ids(layers, sizes)
+    space = _pressure.LayerSpace(snapshot, table, read_histories)
+    offered = [_pressure.Candidate(i.id, tuple(i.tags)) for i in (first, second)]
+    freed = _pressure.PrefixFreed(snapshot, offered, _planner.Policy(), _planner.rules_for(CLASSIC), space,
+                                  _pressure.RULE_FREE_SPACE, "x")
+    order = [first.id, second.id]
+    assert freed(order) == 30_001_000  # the base once, both own layers
+    assert freed.running is not False
+    assert freed(order[:1]) == 100  # only its own layer: the base stays for the second
+    assert read == [second.id]  # the image that stays longest on the base, read once
+    assert all(freed.exact(order[:k]) for k in range(len(order) + 1))
+    assert [freed(order[:k]) for k in range(3)] == [freed.fallback(order[:k]) for k in range(3)]
+
+
+def test_read_for_prefixes_reads_the_holder_that_stays_longest_once():
+    a, b, c, d = img("a", "a:1"), img("b", "b:1"), img("c", "c:1"), img("d", "d:1")
+    snapshot = snap(a, b, c, d)
+    # a, b and c stand on the base s (no image's top); d stays, on a base of its own
+    table = _layers.LayerTable.from_diff_ids({a.id: ("s", "x"), b.id: ("s", "t", "y"), c.id: ("s", "z"),
+                                              d.id: ("u",)}, {a.id: 10, b.id: 20, c.id: 30, d.id: 5})
+    asked = []
+
+    def read(ids):
+        asked.append(list(ids))
+        return {i: [1] * len(table.chains[i]) for i in ids}
+
+    space = _pressure.LayerSpace(snapshot, table, read)
+    chains = table.chains
+    base = chains[a.id][0]
+    deleted_at = {c.id: 0, b.id: 1, a.id: 2}  # a goes last: every prefix that keeps an image on s keeps a
+    released = {chains[c.id][1]: 0, chains[b.id][1]: 1, chains[b.id][2]: 1, chains[a.id][1]: 2, base: 2}
+    got = space.read_for_prefixes(released, deleted_at, 3)
+    assert asked == [[a.id]]  # b's middle layer is b's alone: no image that another prefix keeps can size it
+    assert got is space.table and got._located(base) == (a.id, 0)
+    assert space.read_for_prefixes(released, deleted_at, 3) is got and asked == [[a.id]]  # known: not again
