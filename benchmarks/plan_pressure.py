@@ -76,8 +76,11 @@ def run(images: int = 10_000, containers: int = 5_000, repeat: int = 3, share: f
         return choice, space, len(offered), freed.running is not False
 
     def final(choice, space):
-        requests = _pressure.requests_for(snapshot, choice.chosen, _pressure.RULE_FREE_SPACE, given)
-        plan = _planner.plan(snapshot, requests, policy, rules)
+        if choice.plan is not None:  # the module reuses the plan the choice's check made (_planner.planned)
+            plan = _planner.planned(choice.plan)
+        else:
+            requests = _pressure.requests_for(snapshot, choice.chosen, _pressure.RULE_FREE_SPACE, given)
+            plan = _planner.plan(snapshot, requests, policy, rules)
         return _result.build(plan, layers=space.table)
 
     choose_seconds, (choice, space, offered, one_plan) = planner_bench._best(choose, repeat)

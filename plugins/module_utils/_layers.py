@@ -163,16 +163,18 @@ class LayerTable:
                 weights[parent] = weights.get(parent, 0) - 1
         return {chain: weight for chain, weight in weights.items() if weight}
 
-    def _sets(self, deleted, remaining, container_images):
-        released = self.released(deleted, remaining, container_images)
+    def _sets(self, deleted, remaining, container_images, released=None):
+        if released is None:
+            released = self.released(deleted, remaining, container_images)
         return released, self._weights(released), self._tops()
 
-    def missing(self, deleted, remaining, container_images):
+    def missing(self, deleted, remaining, container_images, released=None):
         """The images whose history ``space()`` needs for these sets: for each chain whose size up to it is not an
         image's listed total, the remaining image with the fewest layers that holds it. Only images that stay are
         read, so the real run can read them after its deletions and reports what check mode reports; a chain that
-        no remaining image holds (released layers that meet inside deleted images only) is estimated."""
-        _released, weights, tops = self._sets(deleted, remaining, container_images)
+        no remaining image holds (released layers that meet inside deleted images only) is estimated.
+        ``released``: ``released()`` of these sets, when the caller has it (it depends on the layers only)."""
+        _released, weights, tops = self._sets(deleted, remaining, container_images, released)
         staying = set(remaining) | set(container_images)
         holding = self.holders()
         wanted = set()
@@ -221,10 +223,11 @@ class LayerTable:
             return base_total
         return base_total + (top_total - base_total) * (cumulative[index] - base_sum) // span
 
-    def space(self, deleted, remaining, container_images):
+    def space(self, deleted, remaining, container_images, released=None):
         """Bytes the removal frees: the released layers, each once, and on the containerd store each deleted
-        image's own content (config, manifest) beyond that of the image its top layer is counted with."""
-        _released, weights, tops = self._sets(deleted, remaining, container_images)
+        image's own content (config, manifest) beyond that of the image its top layer is counted with
+        (``released`` as for ``missing``)."""
+        _released, weights, tops = self._sets(deleted, remaining, container_images, released)
         total = 0
         for chain, weight in weights.items():
             value = self._up_to(chain, tops)

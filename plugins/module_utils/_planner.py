@@ -699,6 +699,14 @@ def plan(snapshot, requests, policy=None, rules=None, not_found=(), protected=No
                 final_state=state, origin=origin)
 
 
+def planned(made, not_found=(), protected=None):
+    """``made`` - a plan of the same snapshot, requests, policy and rules, made without them - as ``plan`` returns
+    it with ``not_found`` and ``protected``: planning is pure, so a plan a caller already made is not made again."""
+    if protected:
+        _refuse_protected(made.steps, protected)
+    return dataclasses.replace(made, not_found=list(not_found))
+
+
 def _refuse_protected(steps, protected):
     hit = _unique(image_id for step in steps for image_id in step.deleted if image_id in protected)
     if hit:

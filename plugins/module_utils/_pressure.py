@@ -244,13 +244,19 @@ def planned_freed(snapshot, offered, policy, rules, accounting, rule, given):
     """``freed(candidate_ids) -> bytes`` for ``choose``: the planner's own outcome for those candidates' requests
     (the images it deletes, untagged parents included), in the layer ``accounting`` (``freed(deleted_ids)``)."""
     by_id = {c.image_id: c for c in offered}
+    made = {}  # the last two plans, by their candidates: the final plan of the chosen ones is among them
 
     def freed(candidate_ids):
         if not candidate_ids:
             return 0
         requests = requests_for(snapshot, [by_id[i] for i in candidate_ids], rule, given)
-        return accounting.freed(deleted_by(plan(snapshot, requests, policy, rules)))
+        planned = plan(snapshot, requests, policy, rules)
+        made[tuple(candidate_ids)] = planned
+        while len(made) > 2:
+            del made[next(iter(made))]
+        return accounting.freed(deleted_by(planned))
 
+    freed.made = made
     return freed
 
 
@@ -266,13 +272,19 @@ class LayerSpace:
         self.read = set()
 
     def freed(self, deleted):
+        sets, released = self.read_missing(deleted)
+        return self.table.space(*sets, released=released)
+
+    def read_missing(self, deleted):
+        """Read the histories ``freed(deleted)`` needs; ``(the sets, their released layers)``."""
         deleted = set(deleted)
         sets = (sorted(deleted), [i for i in self.image_ids if i not in deleted], self.container_images)
-        wanted = [i for i in self.table.missing(*sets) if i not in self.read]
+        released = self.table.released(*sets)  # the layers alone decide it: the histories read do not change it
+        wanted = [i for i in self.table.missing(*sets, released=released) if i not in self.read]
         if wanted:
             self.read.update(wanted)
             self.table = self.table.with_histories(self.read_histories(wanted))
-        return self.table.space(*sets)
+        return sets, released
 
     def read_for_prefixes(self, released, deleted_at, never):
         """The table with the histories that the prefixes of one order need, read (each once); ``released``:
@@ -373,7 +385,7 @@ class PrefixFreed:
                 below = [deleted_at[c] for c in children.get(image_id, ()) if c in deleted_at]
                 deleted_at[image_id] = max([deleted_at[image_id]] + below)
         space = self.space
-        space.freed(deleted_at)  # reads the histories the whole set needs
+        space.read_missing(deleted_at)  # the histories the whole set needs
         table = space.table
         never = len(order)
         release = {}
@@ -399,6 +411,10 @@ class PrefixFreed:
         if running[-1] != space.freed(deleted_at):
             return False
         return running
+
+    def plan_of(self, candidate_ids):
+        """The plan already made for the requests of ``candidate_ids`` (by a check or the fallback), or None."""
+        return self.fallback.made.get(tuple(candidate_ids))
 
     def exact(self, prefix):
         """Whether the running sum's answer for ``prefix`` is what its own plan and ``space()`` give."""
@@ -504,6 +520,7 @@ class Choice:
     last_used: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     kept: list = field(default_factory=list)
+    plan: object = None  # the plan of ``requests_for(chosen)`` when choosing made it (``_planner.planned``)
 
 
 def choose(snapshot, pressure, offered, last_used, rules, measure=None, freed=None):
@@ -565,6 +582,8 @@ def choose_checked(snapshot, pressure, offered, last_used, rules, measure, freed
     ids = [c.image_id for c in choice.chosen]
     if freed is not None and not (freed.exact(ids) and freed.exact(ids[:-1])):
         choice = choose(snapshot, pressure, offered, last_used, rules, measure=measure, freed=freed.fallback)
+    if freed is not None:
+        choice.plan = freed.plan_of([c.image_id for c in choice.chosen])
     return choice
 
 

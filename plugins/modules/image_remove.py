@@ -672,6 +672,9 @@ class ImageRemover:
         if self.platforms:
             plan = _planner.plan_platforms(snapshot, selected.requests, self.platforms, platform_data, self.policy(),
                                            rules, not_found=selected.not_found)
+        elif self.state is not None and self.state.choice is not None and self.state.choice.plan is not None:
+            # free_space made this plan when it checked its choice (the same requests, policy and rules)
+            plan = _planner.planned(self.state.choice.plan, not_found=selected.not_found, protected=selected.protected)
         else:
             plan = _planner.plan(snapshot, selected.requests, self.policy(), rules, not_found=selected.not_found,
                                  protected=selected.protected)

@@ -516,3 +516,18 @@ def test_classic_platform_is_the_image_own():
     with pytest.raises(JanitorError, match="is linux/amd64, not linux/arm64"):
         _planner.plan_platforms(snapshot, requests, (("linux", "arm64", ""),), data, _planner.Policy(),
                                 _planner.CLASSIC_RULES)
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_a_plan_made_before_is_the_plan_with_not_found_and_protected(store):
+    snapshot = Snapshot(images=(ImageRecord(iid(1)), ImageRecord(iid(2), parent=iid(1), tags=("c:1",))), store=store)
+    requests = _references.resolve(snapshot, ["c:1"]).requests
+    made = _planner.plan(snapshot, requests)
+    again = _planner.planned(made, not_found=["gone:1"])
+    assert again == _planner.plan(snapshot, requests, not_found=["gone:1"])
+    assert again.not_found == ["gone:1"] and made.not_found == []
+    with pytest.raises(JanitorError) as info:  # the untagged parent goes with c:1: an exclude refuses it
+        _planner.planned(made, protected={iid(1): "base"})
+    with pytest.raises(JanitorError) as direct:
+        _planner.plan(snapshot, requests, protected={iid(1): "base"})
+    assert info.value.message == direct.value.message

@@ -389,3 +389,25 @@ def test_read_for_prefixes_reads_the_holder_that_stays_longest_once():
     assert asked == [[a.id]]  # b's middle layer is b's alone: no image that another prefix keeps can size it
     assert got is space.table and got._located(base) == (a.id, 0)
     assert space.read_for_prefixes(released, deleted_at, 3) is got and asked == [[a.id]]  # known: not again
+
+
+@pytest.mark.parametrize("store", [CLASSIC, CONTAINERD])
+def test_the_choice_carries_the_plan_of_its_images(store):
+    images = [img(f"i{n}", f"i{n}:1", created=n) for n in range(6)]
+    snapshot = snap(*images, store=store)
+    layers = {i.id: (f"base{n % 2}", f"own{n}") for n, i in enumerate(images)}
+    sizes = {i.id: 1000 + 10 * n for n, i in enumerate(images)}
+    table = _layers.LayerTable.from_diff_ids(layers, sizes)
+    space = _pressure.LayerSpace(snapshot, table, lambda ids: {i: [10, 1000] for i in ids})
+    offered = [_pressure.Candidate(i.id, tuple(i.tags)) for i in images]
+    rules = _planner.rules_for(store)
+    used = table.space([i.id for i in images], [], set())
+    pressure = _pressure.Pressure(free_space=_pressure.FreeSpace(_pressure.MEASURE_IMAGES, used, used - 1500))
+    given = pressure.describe()
+    freed = _pressure.PrefixFreed(snapshot, offered, _planner.Policy(), rules, space, _pressure.RULE_FREE_SPACE, given)
+    measure = _pressure.Measure(_pressure.MEASURE_IMAGES, used)
+    last_used = {i.id: NOW - 100 * n for n, i in enumerate(images)}
+    choice = _pressure.choose_checked(snapshot, pressure, offered, last_used, rules, measure, freed)
+    assert choice.chosen and choice.plan is not None
+    requests = _pressure.requests_for(snapshot, choice.chosen, _pressure.RULE_FREE_SPACE, given)
+    assert _planner.planned(choice.plan) == _planner.plan(snapshot, requests, _planner.Policy(), rules)
