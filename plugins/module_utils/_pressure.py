@@ -246,10 +246,12 @@ def planned_freed(snapshot, offered, policy, rules, accounting, rule, given):
     by_id = {c.image_id: c for c in offered}
     made = {}  # the last two plans, by their candidates: the final plan of the chosen ones is among them
 
-    def freed(candidate_ids):
+    def freed(candidate_ids, requests=None):
+        """``requests``: those of ``candidate_ids`` when the caller has them."""
         if not candidate_ids:
             return 0
-        requests = requests_for(snapshot, [by_id[i] for i in candidate_ids], rule, given)
+        if requests is None:
+            requests = requests_for(snapshot, [by_id[i] for i in candidate_ids], rule, given)
         planned = plan(snapshot, requests, policy, rules)
         made[tuple(candidate_ids)] = planned
         while len(made) > 2:
@@ -347,6 +349,8 @@ class PrefixFreed:
         self.fallback = planned_freed(snapshot, offered, policy, rules, space, rule, given)
         self.order = None
         self.running = None
+        self.requests = []  # the order's requests; those of order[:k] are requests[:cuts[k]]
+        self.cuts = [0]
 
     def __call__(self, prefix):
         if not prefix:
@@ -359,8 +363,17 @@ class PrefixFreed:
         return self.running[len(prefix)]
 
     def _plan(self, ids):
-        return plan(self.snapshot, requests_for(self.snapshot, [self.by_id[i] for i in ids], self.rule, self.given),
-                    self.policy, self.rules)
+        self.requests = requests_for(self.snapshot, [self.by_id[i] for i in ids], self.rule, self.given)
+        self.cuts = [0]
+        for image_id in ids:
+            self.cuts.append(self.cuts[-1] + max(1, len(self.by_id[image_id].references)))
+        return plan(self.snapshot, self.requests, self.policy, self.rules)
+
+    def requests_of(self, prefix):
+        """``requests_for`` the candidates of ``prefix``: a slice of the order's when it is a prefix of it."""
+        if self.order is not None and len(prefix) < len(self.cuts) and list(prefix) == self.order[:len(prefix)]:
+            return self.requests[:self.cuts[len(prefix)]]
+        return requests_for(self.snapshot, [self.by_id[i] for i in prefix], self.rule, self.given)
 
     def _running(self, order):
         position = {image_id: index for index, image_id in enumerate(order)}
@@ -420,7 +433,7 @@ class PrefixFreed:
         """Whether the running sum's answer for ``prefix`` is what its own plan and ``space()`` give."""
         if not prefix or self.running is False:
             return True
-        return self(prefix) == self.fallback(prefix)
+        return self(prefix) == self.fallback(prefix, self.requests_of(prefix))
 
 
 def deleted_by(planned):

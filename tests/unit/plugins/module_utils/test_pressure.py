@@ -411,3 +411,22 @@ def test_the_choice_carries_the_plan_of_its_images(store):
     assert choice.chosen and choice.plan is not None
     requests = _pressure.requests_for(snapshot, choice.chosen, _pressure.RULE_FREE_SPACE, given)
     assert _planner.planned(choice.plan) == _planner.plan(snapshot, requests, _planner.Policy(), rules)
+
+
+def test_the_requests_of_a_prefix_are_those_requests_for_gives():
+    tagged = img("tagged", "a:1", "a:2", "b:1", digests=("b@sha256:" + "1" * 64, "c@sha256:" + "2" * 64))
+    bare = img("bare")
+    other = img("other", "o:1")
+    snapshot = snap(tagged, bare, other)
+    offered = [_pressure.Candidate(i.id, _pressure.needed_references(i)) for i in (tagged, bare, other)]
+    table = _layers.LayerTable.from_diff_ids({i.id: (i.id,) for i in (tagged, bare, other)}, {})
+    space = _pressure.LayerSpace(snapshot, table, lambda ids: {})
+    freed = _pressure.PrefixFreed(snapshot, offered, _planner.Policy(), _planner.rules_for(CLASSIC), space,
+                                  _pressure.RULE_FREE_SPACE, "g")
+    order = [other.id, tagged.id, bare.id]
+    freed(order)
+    by_id = {c.image_id: c for c in offered}
+    for prefix in ([order[:k] for k in range(4)] + [[bare.id], [tagged.id, other.id]]):
+        expected = _pressure.requests_for(snapshot, [by_id[i] for i in prefix], _pressure.RULE_FREE_SPACE, "g")
+        assert freed.requests_of(prefix) == expected
+    assert len(freed.requests_of(order)) == 1 + 4 + 1  # o:1; a:1, a:2, b:1 and c's digest; bare by ID
