@@ -34,7 +34,6 @@ RULES = [
 FORKS = ("--forks", "4")
 
 
-
 def _populate(engine: Engine, host: str) -> dict:
     f = ImageFactory(engine)
     ids = {

@@ -44,7 +44,6 @@ def check_then_run(engine, images, **options):
     return real
 
 
-
 def roles(ids_by_role, values):
     """Image IDs replaced by their role in the scenario, anything else (a layer chain ID) by ``layer``."""
     names = {image_id: role for role, image_id in ids_by_role.items()}

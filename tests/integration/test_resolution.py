@@ -47,7 +47,6 @@ def run_twice(engine, values, rerun=True, **options):
     return real, again
 
 
-
 def images_after(engine):
     return engine.state()["images"]
 

@@ -31,7 +31,6 @@ LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": sys.execut
 STAMPED = re.compile(r"^image-cleanup-\d{8}T\d{6}Z(\.dry-run)?\.(json|md)$")
 
 
-
 def _write_inventory(path: Path, hosts: dict, **group_vars) -> str:
     path.write_text(yaml.safe_dump({"all": {"vars": group_vars, "hosts": hosts}}, sort_keys=False))
     return str(path)

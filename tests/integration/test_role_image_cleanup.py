@@ -84,7 +84,6 @@ def _report(fleet, name: str, dry_run: bool) -> tuple[dict, str]:
     return json.loads(json_file.read_text()), md_file.read_text()
 
 
-
 def _comparable(report: dict) -> dict:
     return {k: v for k, v in report.items() if k not in NOT_COMPARABLE}
 
