@@ -9,6 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.harness import procs
+
 REGISTRY_BIN = Path("/usr/bin/docker-registry")
 
 
@@ -66,12 +68,7 @@ class Registry:
         return f"{name}:{tag}"
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        procs.stop(self.process)
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None

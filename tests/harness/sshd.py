@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.harness import procs
+
 SSHD = Path("/usr/sbin/sshd")
 PRIVSEP_DIR = Path("/run/sshd")  # sshd refuses to start without it; the Debian package creates it at boot
 PR_SET_PDEATHSIG = 1
@@ -163,13 +165,7 @@ class SshServer:
         return text.count("Accepted publickey")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        procs.stop(self.process)
         self.process = None
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
