@@ -220,7 +220,7 @@ def connect(params):
         if not re.fullmatch(r"[0-9]+\.[0-9]+", api_version):
             raise JanitorError(f"api_version={api_version!r} is not an API version: use auto, or a version such "
                                f"as {MIN_API_VERSION}")
-        if _version_tuple(api_version) < _version_tuple(MIN_API_VERSION):
+        if api_version_tuple(api_version) < api_version_tuple(MIN_API_VERSION):
             raise JanitorError(f"api_version={api_version} is older than {MIN_API_VERSION}, the oldest this "
                                f"collection supports; use auto or {MIN_API_VERSION} or newer")
     timeout = params.get("timeout") or DEFAULT_TIMEOUT
@@ -237,7 +237,7 @@ def connect(params):
         engine.close()
         raise _connection_error(host, exc.__cause__ or exc, params) from exc
     engine_api = version.get("ApiVersion", "0")
-    if _version_tuple(engine_api) < _version_tuple(MIN_API_VERSION):
+    if api_version_tuple(engine_api) < api_version_tuple(MIN_API_VERSION):
         engine.close()
         raise JanitorError(
             f"the Docker daemon at {host} speaks API {engine_api} (Docker {version.get('Version', '?')}), "
@@ -246,7 +246,8 @@ def connect(params):
     return engine
 
 
-def _version_tuple(text):
+def api_version_tuple(text):
+    """``"1.50"`` -> ``(1, 50)`` for comparing API versions; ``(0,)`` for anything that is not one."""
     try:
         return tuple(int(part) for part in str(text).split("."))
     except ValueError:

@@ -546,13 +546,6 @@ from ansible_collections.janitor.docker.plugins.module_utils import (  # noqa: E
 PLATFORM_RE = re.compile(r"[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_.]+)?")
 
 
-def _version_tuple(text):
-    try:
-        return tuple(int(part) for part in str(text).split("."))
-    except ValueError:
-        return (0,)
-
-
 class ImageRemover:
     """Snapshot -> references -> plan -> (check mode: the plan's result | real run: the executor's result)."""
 
@@ -602,7 +595,7 @@ class ImageRemover:
     def platform_data(self, client, snapshot, selected):
         """The engine's inspect of each image named (with its manifests on the containerd store); API 1.50 first."""
         version = str(snapshot.api_version or client.api_version or "0")
-        if _version_tuple(version) < _version_tuple(_planner.PLATFORMS_API):
+        if _transport.api_version_tuple(version) < _transport.api_version_tuple(_planner.PLATFORMS_API):
             raise _errors.JanitorError(
                 f"platforms needs Docker API {_planner.PLATFORMS_API} (Docker 28.2) or newer; the Docker daemon at "
                 f"{client.host} speaks API {version} (Docker {snapshot.engine_version or '?'}). Nothing was removed")

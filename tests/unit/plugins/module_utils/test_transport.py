@@ -59,7 +59,7 @@ def test_tcp_becomes_https_with_tls():
 
 @pytest.mark.parametrize("text, expected", [("1.41", (1, 41)), ("1.9", (1, 9)), ("x", (0,))])
 def test_version_tuple(text, expected):
-    assert _transport._version_tuple(text) == expected
+    assert _transport.api_version_tuple(text) == expected
 
 
 @pytest.mark.parametrize("message, fragment", [
