@@ -42,6 +42,7 @@ import planner_bench  # noqa: E402
 import playbooks  # noqa: E402
 import report  # noqa: E402
 from tests.harness.ansible_runner import ansible_env  # noqa: E402
+from tests.harness.registry import Registry  # noqa: E402
 
 BENCH_VENV = CACHE / "bench-venv"
 COMMUNITY_REQUIREMENTS = BENCH / "requirements-community.txt"
@@ -286,7 +287,12 @@ def measure_size(runner: Runner, n: int, args) -> dict:
     be = runner.be
     log(f"N={n}: making the image set")
     be.wipe()
-    image_set = imageset.make_set(be.engine, n)
+    registry = Registry()
+    registry.start()  # only while the set is made: its pulled images keep their names and RepoDigests after
+    try:
+        image_set = imageset.make_set(be.engine, n, registry)
+    finally:
+        registry.stop()
     be.save()
     log(f"N={n}: {image_set.describe()}")
     paths = playbooks.write_all(runner.workdir, image_set)
@@ -362,8 +368,28 @@ def measure_size(runner: Runner, n: int, args) -> dict:
     if not runner.community_playbook:
         rows["community_prune"] = {"seconds": None, "skipped": "community.docker rows off"}
         rows["noop_community"] = {"seconds": None, "skipped": "community.docker rows off"}
+    size["space"] = space(runner, paths["janitor_list"])
     size["image_set"] = image_set
     return size
+
+
+def space(runner: Runner, playbook: Path) -> dict:
+    """The explicit-list real run once more, untimed: the module's ``space_reclaimed`` next to the drop of the
+    engine's own ``docker system df`` ``LayersSize`` (layers no image needs any more; the keep images still use
+    one base layer of the set)."""
+    engine = runner.be.restore()
+    before = engine.api.df().get("LayersSize")
+    result_file = runner.workdir / "space-result.json"
+    result_file.unlink(missing_ok=True)
+    sample = runner.playbook(playbook, keep_result=result_file)
+    after = runner.engine.api.df().get("LayersSize")
+    result = json.loads(result_file.read_text()) if result_file.exists() else {}
+    out = {"module_space_reclaimed": result.get("space_reclaimed"),
+           "engine_layers_size_before": before, "engine_layers_size_after": after,
+           "engine_layers_size_drop": before - after if isinstance(before, int) and isinstance(after, int) else None,
+           "rc": sample["rc"]}
+    log(f"  space: module {out['module_space_reclaimed']}, engine LayersSize drop {out['engine_layers_size_drop']}")
+    return out
 
 
 def extrapolate_loop(sizes: dict) -> None:

@@ -2,8 +2,10 @@
 
 Nothing is pulled. Two ways to make images, for two needs:
 
-* ``load()`` writes a ``docker save``-style archive in memory (config, one small layer per image) and loads many
-  images in one request. It sets the creation time and labels exactly, and is fast on every engine kind.
+* ``load()`` writes a ``docker save``-style archive in memory (config, the image's own layer, and any shared layers
+  below it, text or bytes) and loads many images in one request. It sets the creation time and labels exactly, and
+  is fast on every engine kind. Images whose shared layers have the same content share those layers byte for byte
+  (same diff IDs) without any ``Parent``, as pulled images do.
 * ``build()`` runs the engine's classic builder on a tiny context (``FROM scratch`` + ``COPY``, or ``FROM`` another
   test image). Only builds give images a ``Parent``, so parent/child chains come from here. Results are cached per
   engine and content, so a test asks for the same build again for free while it still exists.
@@ -31,10 +33,10 @@ class ImageSpec:
     """One image to load: its tags, the file content that makes it unique, labels and creation time."""
 
     tags: list[str] = field(default_factory=list)
-    content: str = ""
+    content: str | bytes | None = ""  # the image's own layer: text (encoded as UTF-8) or bytes; None: no own layer
     labels: dict[str, str] = field(default_factory=dict)
     created: datetime = EPOCH
-    extra_layers: list[str] = field(default_factory=list)  # shared base layers, by content
+    extra_layers: list[str | bytes] = field(default_factory=list)  # shared base layers, by content (text or bytes)
     platform: str = "linux/amd64"  # os/architecture[/variant] written into the config
 
 
@@ -54,6 +56,18 @@ def _created_text(created: datetime) -> str:
     return created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _as_bytes(content: str | bytes) -> bytes:
+    return content if isinstance(content, bytes) else content.encode()
+
+
+def _layer_tar(content: str | bytes, own: bool) -> bytes:
+    """One layer: the image's own file ``content.txt``, or a shared layer's file named by its content's hash (the
+    same content gives the same layer, byte for byte, in every image and every archive)."""
+    data = _as_bytes(content)
+    path = "content.txt" if own else f"base-{hashlib.sha1(data).hexdigest()[:8]}.txt"
+    return _tar_bytes({path: data})
+
+
 def save_archive(specs: list[ImageSpec]) -> bytes:
     """A ``docker load`` archive holding every spec (shared layers are stored once)."""
     files: dict[str, bytes] = {}
@@ -61,10 +75,9 @@ def save_archive(specs: list[ImageSpec]) -> bytes:
     for spec in specs:
         layer_names = []
         diff_ids = []
-        for index, content in enumerate([*spec.extra_layers, spec.content]):
-            is_own = index == len(spec.extra_layers)
-            path = "content.txt" if is_own else f"base-{hashlib.sha1(content.encode()).hexdigest()[:8]}.txt"
-            layer = _tar_bytes({path: content.encode()})
+        own = [] if spec.content is None else [spec.content]
+        for index, content in enumerate([*spec.extra_layers, *own]):
+            layer = _layer_tar(content, own=index == len(spec.extra_layers))
             digest = hashlib.sha256(layer).hexdigest()
             files[f"{digest}/layer.tar"] = layer
             layer_names.append(f"{digest}/layer.tar")
@@ -111,21 +124,29 @@ class ImageFactory:
         for chunk in self.api.load_image(archive):
             if isinstance(chunk, dict) and chunk.get("error"):
                 raise RuntimeError(f"load failed on {self.engine.kind}: {chunk['error']}")
+        untagged = iter(self._find_untagged([spec for spec in specs if not spec.tags]))
+        return [self.api.inspect_image(spec.tags[0])["Id"] if spec.tags else next(untagged) for spec in specs]
+
+    def _find_untagged(self, specs: list[ImageSpec]) -> list[str]:
+        """The IDs of loaded untagged images, found by their own (last) layer among the images without a tag."""
+        if not specs:
+            return []
+        by_layer = {}
+        for image in self.api.images(all=True):
+            if any(tag != "<none>:<none>" for tag in image.get("RepoTags") or []):
+                continue
+            layers = self.api.inspect_image(image["Id"])["RootFS"].get("Layers") or []
+            if layers:
+                by_layer.setdefault(layers[-1], image["Id"])
         ids = []
         for spec in specs:
-            if spec.tags:
-                ids.append(self.api.inspect_image(spec.tags[0])["Id"])
-            else:
-                ids.append(self._find_untagged(spec))
+            own = spec.content is not None
+            top = _layer_tar(spec.content if own else spec.extra_layers[-1], own=own)
+            wanted = "sha256:" + hashlib.sha256(top).hexdigest()
+            if wanted not in by_layer:
+                raise LookupError(f"loaded untagged image with content {spec.content!r:.60} not found")
+            ids.append(by_layer[wanted])
         return ids
-
-    def _find_untagged(self, spec: ImageSpec) -> str:
-        wanted = hashlib.sha256(_tar_bytes({"content.txt": spec.content.encode()})).hexdigest()
-        for image in self.api.images(all=True):
-            layers = self.api.inspect_image(image["Id"])["RootFS"].get("Layers") or []
-            if layers and layers[-1] == f"sha256:{wanted}":
-                return image["Id"]
-        raise LookupError(f"loaded untagged image with content {spec.content!r} not found")
 
     def simple(self, *tags: str, content: str | None = None, labels=None, created: datetime = EPOCH) -> str:
         """One loaded image with the given tags; returns its ID."""
