@@ -128,24 +128,31 @@ class ImageFactory:
         return [self.api.inspect_image(spec.tags[0])["Id"] if spec.tags else next(untagged) for spec in specs]
 
     def _find_untagged(self, specs: list[ImageSpec]) -> list[str]:
-        """The IDs of loaded untagged images, found by their own (last) layer among the images without a tag."""
+        """The IDs of loaded untagged images, found by their top layer: among the images without a tag first (one
+        inspect each), then among the tagged ones (the same image may have been loaded with a tag before)."""
         if not specs:
             return []
-        by_layer = {}
-        for image in self.api.images(all=True):
-            if any(tag != "<none>:<none>" for tag in image.get("RepoTags") or []):
-                continue
-            layers = self.api.inspect_image(image["Id"])["RootFS"].get("Layers") or []
-            if layers:
-                by_layer.setdefault(layers[-1], image["Id"])
-        ids = []
+        wanted = []
         for spec in specs:
             own = spec.content is not None
             top = _layer_tar(spec.content if own else spec.extra_layers[-1], own=own)
-            wanted = "sha256:" + hashlib.sha256(top).hexdigest()
-            if wanted not in by_layer:
+            wanted.append("sha256:" + hashlib.sha256(top).hexdigest())
+        listed = self.api.images(all=True)
+        untagged = [image for image in listed
+                    if not any(tag != "<none>:<none>" for tag in image.get("RepoTags") or [])]
+        by_layer: dict[str, str] = {}
+        for group in (untagged, [image for image in listed if image not in untagged]):
+            for image in group:
+                layers = self.api.inspect_image(image["Id"])["RootFS"].get("Layers") or []
+                if layers:
+                    by_layer.setdefault(layers[-1], image["Id"])
+            if all(layer in by_layer for layer in wanted):
+                break
+        ids = []
+        for spec, layer in zip(specs, wanted):
+            if layer not in by_layer:
                 raise LookupError(f"loaded untagged image with content {spec.content!r:.60} not found")
-            ids.append(by_layer[wanted])
+            ids.append(by_layer[layer])
         return ids
 
     def simple(self, *tags: str, content: str | None = None, labels=None, created: datetime = EPOCH) -> str:
