@@ -82,6 +82,7 @@ class ImageSet:
     loaded: int = 0  # applications loaded in the bulk request
     pulled: int = 0  # images pushed to the registry and pulled back (bases, runtimes, applications)
     built: int = 0  # image IDs the classic builds made (intermediates included)
+    with_digests: int = 0  # images of the set listed with RepoDigests (the containerd store: every named image)
     build_seconds: float = 0.0
     phase_seconds: dict = field(default_factory=dict)
 
@@ -94,6 +95,7 @@ class ImageSet:
             "bases": len(BASES),
             "runtimes": len(RUNTIMES),
             "pulled": self.pulled,
+            "with_repo_digests": self.with_digests,
             "build_chains": self.chains,
             "built": self.built,
             "loaded": self.loaded,
@@ -158,6 +160,21 @@ def _push_and_pull_back(engine: Engine, refs: list[str]) -> None:
         for chunk in api.pull(repo, tag=tag, stream=True, decode=True):
             if "error" in chunk:
                 raise RuntimeError(f"pull of {ref} failed on {engine.kind}: {chunk['error']}")
+
+
+def _check_pulled(engine: Engine, pulled: list[str], base_ref: str, app_ref: str | None) -> None:
+    """The pulled images have no ``Parent`` and real ``RepoDigests``; a loaded application on ``base_ref`` shares
+    its layer (the same diff ID)."""
+    for ref in pulled:
+        inspected = engine.api.inspect_image(ref)
+        if inspected.get("Parent") or not inspected.get("RepoDigests"):
+            raise RuntimeError(f"{ref} on {engine.kind}: Parent {inspected.get('Parent')!r}, "
+                               f"RepoDigests {inspected.get('RepoDigests')!r}")
+    if app_ref is not None:
+        app = engine.api.inspect_image(app_ref)["RootFS"]["Layers"]
+        base = engine.api.inspect_image(base_ref)["RootFS"]["Layers"]
+        if app[:1] != base:
+            raise RuntimeError(f"{app_ref} on {engine.kind} does not share the layer of {base_ref}: {app[:1]} {base}")
 
 
 def make_set(engine: Engine, n: int, registry) -> ImageSet:
@@ -252,12 +269,17 @@ def make_set(engine: Engine, n: int, registry) -> ImageSet:
         created = api.create_container(image_id, command=["/content.txt"], labels=SET_LABELS,
                                        host_config=api.create_host_config(network_mode="none"))
         result.containers.append(created["Id"])
-    listed = {image["Id"] for image in api.images(all=True)}
+    listing = {image["Id"]: image for image in api.images(all=True)}
+    listed = set(listing)
     missing = set(result.image_ids) - listed
     extra = listed - set(result.image_ids) - set(result.keep_ids)
     if missing or extra or len(set(result.image_ids)) != n or len(result.image_ids) != n:
         raise RuntimeError(f"image set for n={n}: {len(result.image_ids)} IDs, missing {sorted(missing)[:3]}, "
                            f"unexpected {sorted(extra)[:3]}")
+    result.with_digests = sum(1 for image_id in result.image_ids
+                              if any(d != "<none>@<none>" for d in listing[image_id].get("RepoDigests") or []))
+    on_base = [i for i in bulk if i % (len(RUNTIMES) + 1) == len(RUNTIMES)]  # the applications on the third base
+    _check_pulled(engine, pushed, base_refs[2], app_tags[on_base[0]][0] if on_base else None)
     phase("containers and check")
     result.build_seconds = time.perf_counter() - started
     return result

@@ -58,6 +58,9 @@ def test_the_set_is_the_realistic_world_in_small(smoke):
     # bases and runtimes and one application pulled back; a CI chain built twice (two IDs a build), the first
     # build dangling; one untagged loaded image; the rest of the 20 loaded applications
     assert (described["bases"], described["runtimes"], described["pulled"]) == (3, 3, 7)
+    # as the legacy engine lists them: the pulled images and no other (the containerd store lists a digest for every
+    # named image)
+    assert described["with_repo_digests"] == 7
     assert (described["build_chains"], described["built"], described["untagged_by_id"]) == (1, 4, 2)
     assert described["loaded"] == 20 - 6 - 4 - 1
     assert described["containers"] == 5 and described["keep_images"] == 10
