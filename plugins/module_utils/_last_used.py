@@ -28,7 +28,6 @@ import tempfile
 
 from ansible_collections.janitor.docker.plugins.module_utils._errors import EngineAPIError, JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils._selection import parse_until
-from ansible_collections.janitor.docker.plugins.module_utils._transport import bulk_calls
 
 STATE_VERSION = 1
 _RUNNING = ("running", "paused", "restarting")
@@ -57,36 +56,30 @@ def container_use(inspect, now):
     return max(times) if times else None
 
 
-def read_times(client, snapshot, parallel, now, containers=True):
-    """``(tag_times, container_uses)`` from the engine: {image ID: LastTagTime} and {image ID: latest use by its
-    containers}. ``containers=False`` skips the containers' inspects (their images are never candidates, so only
-    the state file needs them)."""
-    tag_times = {}
-    calls = bulk_calls(client, parallel)
-    try:
-        for image_id, answer in calls.inspect_images([image.id for image in snapshot.images]):
-            if isinstance(answer, EngineAPIError):
-                if answer.status == 404:
-                    continue  # deleted meanwhile by another client
-                raise answer
-            tagged = engine_time((answer.get("Metadata") or {}).get("LastTagTime"))
-            if tagged is not None:
-                tag_times[image_id] = tagged
-    finally:
-        calls.close()
+def tag_times(inspections):
+    """{image ID: its ``Metadata.LastTagTime``} from the images' inspect answers (``{image ID: answer}``)."""
+    times = {}
+    for image_id, answer in inspections.items():
+        tagged = engine_time((answer.get("Metadata") or {}).get("LastTagTime"))
+        if tagged is not None:
+            times[image_id] = tagged
+    return times
+
+
+def container_uses(client, snapshot, now):
+    """{image ID: the latest use by its containers}, from one inspect per container."""
     uses = {}
-    if containers:
-        for container in snapshot.containers:
-            try:
-                data = client.inspect_container(container.id)
-            except EngineAPIError as exc:  # a container removed meanwhile counts as used now
-                if exc.status != 404:
-                    raise
-                data = {"State": {"Running": True}}
-            value = container_use(data, now)
-            if value is not None and value > uses.get(container.image_id, 0):
-                uses[container.image_id] = value
-    return tag_times, uses
+    for container in snapshot.containers:
+        try:
+            data = client.inspect_container(container.id)
+        except EngineAPIError as exc:  # a container removed meanwhile counts as used now
+            if exc.status != 404:
+                raise
+            data = {"State": {"Running": True}}
+        value = container_use(data, now)
+        if value is not None and value > uses.get(container.image_id, 0):
+            uses[container.image_id] = value
+    return uses
 
 
 def last_used(snapshot, tag_times, container_uses, remembered):

@@ -751,6 +751,11 @@ class _Direct:
         """The engine is closed by its owner."""
 
 
+def _root_layers(answer):
+    root = answer.get("RootFS")
+    return tuple((root if isinstance(root, dict) else {}).get("Layers") or ())
+
+
 class LayerReader:
     """Every image's ``RootFS.Layers`` (diff IDs), read in threads of their own from the start of the run, and the
     history of the few images whose per-layer sizes the space freed needs (``histories``).
@@ -818,6 +823,11 @@ class LayerReader:
                 self._calls.close()
 
     def layers(self):
+        return {image_id: _root_layers(answer) for image_id, answer in self.inspections().items()}
+
+    def inspections(self):
+        """``{image ID: its inspect answer}`` for every image still there (waits for all of them): the layers, and
+        ``Metadata.LastTagTime`` for the last use, come from the same one inspect per image."""
         for thread in self._threads:
             thread.join()
         if self._error is not None:
@@ -836,8 +846,7 @@ class LayerReader:
                 if answer.status == 404:
                     continue  # a vanished image has no layers to predict
                 raise answer
-            root = answer.get("RootFS") if isinstance(answer, dict) else None
-            found[image_id] = tuple((root if isinstance(root, dict) else {}).get("Layers") or ())
+            found[image_id] = answer if isinstance(answer, dict) else {}
         return found
 
     def histories(self, image_ids):

@@ -633,8 +633,10 @@ class ImageRemover:
         given = pressure.describe()
         offered, kept = _pressure.candidates(snapshot, selected.requests, selected.kept, given)
         run = PressureRun(self.params["last_used_state"])
-        tag_times, run.uses = _last_used.read_times(client, snapshot, self.params["parallel"], self.now,
-                                                    containers=bool(run.path))
+        # the image inspects the layers come from give the last tag times too: each image is inspected once
+        tag_times = _last_used.tag_times(layer_reader.inspections() if layer_reader is not None else {})
+        # the containers' images are never candidates: their uses matter only to the state file
+        run.uses = _last_used.container_uses(client, snapshot, self.now) if run.path else {}
         last_used = _last_used.last_used(snapshot, tag_times, run.uses, run.remembered)
         rules = _planner.rules_for(snapshot.store)
         rule = _pressure.RULE_FREE_SPACE if pressure.free_space else _pressure.RULE_UNUSED_FOR
@@ -716,7 +718,7 @@ class ImageRemover:
                     self.choose(client, snapshot, selected, layer_reader)
                 elif self.params["last_used_state"]:
                     self.state = PressureRun(self.params["last_used_state"])
-                    self.state.uses = _last_used.read_times(client, snapshot, self.params["parallel"], self.now)[1]
+                    self.state.uses = _last_used.container_uses(client, snapshot, self.now)
                 platform_data = self.platform_data(client, snapshot, selected) if self.platforms else None
                 plan, layers = self.plan(snapshot, selected, layer_reader, platform_data)
                 if self.module.check_mode:

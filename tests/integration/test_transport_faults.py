@@ -166,3 +166,15 @@ def test_a_listing_error_that_is_no_vanished_content_is_not_read_again(tmp_path)
     result, fake, _elapsed = _run(tmp_path, {"vanish": 1, "vanish_answer": (500, "io error on the disk")}, False)
     assert result.failed and "io error on the disk" in result["msg"], result
     assert sum(1 for _method, path, _status in fake.log if "/images/json" in path) == 1
+
+
+@pytest.mark.parametrize("check_mode", [True, False], ids=["check", "real"])
+def test_a_last_use_run_inspects_each_image_once(tmp_path, check_mode):
+    """``unused_for`` needs every image's layers (the space) and last tag time (the last use): both come from one
+    inspect per image, not two."""
+    result, fake, _elapsed = _run(tmp_path, {}, check_mode, images=None, unused_for="1d")
+    assert not result.failed, result
+    assert len(result["deleted"]) == len(IMAGES), result
+    inspects = [path.split("?")[0].rsplit("/", 2)[-2] for method, path, _status in fake.log
+                if method == "GET" and path.split("?")[0].endswith("/json") and "/images/sha256:" in path]
+    assert sorted(inspects) == sorted(IMAGES), fake.log
