@@ -193,6 +193,17 @@ def markdown(results: dict) -> str:
                 if real else "—")
         cells += [text, "", ""]
     lines.append("| module process peak RSS, explicit list | " + " | ".join(cells) + " |")
+    cells = []
+    for n in ns:
+        space = sizes[n].get("space") or {}
+        module, drop = space.get("module_space_reclaimed"), space.get("engine_layers_size_drop")
+        if isinstance(module, int) and isinstance(drop, int):
+            gap = "equal" if module == drop else f"{(module - drop) / drop:+.2%}" if drop else "—"
+            cells += [f"{module:,} B (engine {drop:,} B: {gap})", "", ""]
+        else:
+            cells += ["—", "", ""]
+    lines.append("| space_reclaimed of the explicit-list run, next to the engine's LayersSize drop | "
+                 + " | ".join(cells) + " |")
     planner = results.get("planner")
     if planner:
         lines.append("")
