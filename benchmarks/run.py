@@ -528,9 +528,10 @@ def parse_args(argv=None):
 
 
 def output_for(args, kind: str) -> Path:
-    """The results path of one engine kind: --output (or the default) for the first kind, ``<stem>-<kind>.json``
-    beside it for the others."""
-    if kind == args.engines[0]:
+    """The results path of one engine kind: --output (or the default) for the legacy engine, ``<stem>-<kind>.json``
+    beside it for the others, whichever kinds one run measures (``--engine containerd`` alone must not overwrite
+    the legacy engine's results)."""
+    if kind == "legacy":
         return args.output
     return args.output.with_name(f"{args.output.stem}-{kind}{args.output.suffix}")
 
