@@ -26,7 +26,6 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils._planner import plan
@@ -36,6 +35,7 @@ from ansible_collections.janitor.docker.plugins.module_utils._selection import (
     parse_until,
 )
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import Request, repository_of
+from ansible_collections.janitor.docker.plugins.module_utils._units import size_bytes
 
 MEASURE_FILESYSTEM = "filesystem"
 MEASURE_IMAGES = "images"
@@ -52,11 +52,6 @@ SIZE_FORMS = ("a percentage of the filesystem that holds the engine's data root 
               "(\"20GB\", \"15GiB\", \"512MiB\", or bytes as a whole number such as 21474836480); both values of "
               "the same kind")
 
-_UNITS = {"": 1, "b": 1, "k": 10 ** 3, "kb": 10 ** 3, "m": 10 ** 6, "mb": 10 ** 6, "g": 10 ** 9, "gb": 10 ** 9,
-          "t": 10 ** 12, "tb": 10 ** 12, "p": 10 ** 15, "pb": 10 ** 15,
-          "ki": 2 ** 10, "kib": 2 ** 10, "mi": 2 ** 20, "mib": 2 ** 20, "gi": 2 ** 30, "gib": 2 ** 30,
-          "ti": 2 ** 40, "tib": 2 ** 40, "pi": 2 ** 50, "pib": 2 ** 50}
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]*)$")
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)\s*%$")
 
 
@@ -79,9 +74,9 @@ def _threshold(name, value):
         if percent > 100:
             raise JanitorError(f"{option}: {text!r} is more than 100%; use {SIZE_FORMS}")
         return "percent", percent
-    match = _SIZE.match(text)
-    if match and match.group(2).lower() in _UNITS:
-        return "bytes", int(Fraction(match.group(1)) * _UNITS[match.group(2).lower()])
+    size = size_bytes(text)
+    if size is not None:
+        return "bytes", int(size)  # whole bytes, rounded down
     raise JanitorError(f"{option}: {text!r} is neither a percentage nor a size; use {SIZE_FORMS} (units: B, kB, MB, "
                        f"GB, TB - powers of 1000 - and KiB, MiB, GiB, TiB - powers of 1024)")
 

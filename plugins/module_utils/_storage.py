@@ -16,8 +16,9 @@ the engine. The flow is::
 
 Sizes in ``docker info`` are what Docker's ``units.HumanSize`` prints: decimal (SI) units, ``kB`` = 1000 bytes,
 with or without a space (``65.54 kB`` before Docker 17.06, ``65.54kB`` after). They are parsed exactly (with
-``Decimal``) into integer bytes; binary units (``KiB``, ``MiB``...) are accepted as well, and so is the ``291.5 Mb``
-of Docker 1.0 to 1.3, which meant MiB.
+``_units.size_bytes``) into integer bytes; binary units (``KiB``, ``MiB``...) are accepted as well, and so is the
+``291.5 Mb`` of Docker 1.0 to 1.3, which meant MiB (in ``docker info`` text only: in the user's thresholds ``Mb`` is
+MB, as everywhere else).
 """
 
 from __future__ import annotations
@@ -29,10 +30,9 @@ import re
 import shlex
 import stat
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 
 from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
-from ansible_collections.janitor.docker.plugins.module_utils._units import human_size
+from ansible_collections.janitor.docker.plugins.module_utils._units import human_size, size_bytes
 
 _SEVERITY_RANK = {"none": 0, "info": 1, "warning": 2, "critical": 3}
 
@@ -56,12 +56,8 @@ DEPRECATED_DRIVERS = {
     "aufs": ((19, 3), (24, 0)),
 }
 
-_DECIMAL_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000 ** 2, "g": 1000 ** 3, "t": 1000 ** 4, "p": 1000 ** 5,
-                  "e": 1000 ** 6, "z": 1000 ** 7, "y": 1000 ** 8}
-_BINARY_UNITS = {"ki": 1024, "mi": 1024 ** 2, "gi": 1024 ** 3, "ti": 1024 ** 4, "pi": 1024 ** 5, "ei": 1024 ** 6}
 # Docker 1.0 to 1.3 printed devicemapper sizes as "%.1f Mb" of bytes / 1024 / 1024: "Mb" there means MiB.
 _OLD_DOCKER_BINARY = {"Kb": 1024, "Mb": 1024 ** 2, "Gb": 1024 ** 3, "Tb": 1024 ** 4}
-_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*(?:([kmgtpezy]i?|b|)(b?))\s*$", re.IGNORECASE)
 # The pool name devicemapper makes up when it creates its own pool (loop files or dm.datadev): docker-MAJ:MIN-INODE-pool
 _AUTO_POOL_RE = re.compile(r"^docker-\d+:\d+-\d+-pool$")
 _KEY_VALUE_RE = re.compile(r"^(?P<key>[^:]+?):(?:\s+(?P<value>.*))?$")
@@ -69,33 +65,17 @@ _KEY_VALUE_RE = re.compile(r"^(?P<key>[^:]+?):(?:\s+(?P<value>.*))?$")
 
 def parse_size(text):
     """Bytes (int) for a size as ``docker info`` prints it (``1.821 GB``, ``65.54kB``, ``0 B``), else None."""
-    if text is None:
+    return _whole_bytes(text, _OLD_DOCKER_BINARY)
+
+
+def _whole_bytes(value, quirks=None):
+    """Bytes (int, rounded half to even) for an int or a size as text (``_units.size_bytes``), else None."""
+    if value is None or isinstance(value, bool):
         return None
-    if isinstance(text, bool):
-        return None
-    if isinstance(text, int):
-        return text
-    match = _SIZE_RE.match(str(text))
-    if not match:
-        return None
-    raw_unit = (match.group(2) or "") + (match.group(3) or "")
-    number, unit, suffix_b = match.group(1), (match.group(2) or "").lower(), (match.group(3) or "").lower()
-    if raw_unit in _OLD_DOCKER_BINARY:
-        multiplier = _OLD_DOCKER_BINARY[raw_unit]
-    elif unit == "b":
-        if suffix_b:
-            return None  # "bb"
-        multiplier = 1
-    elif unit in _BINARY_UNITS:
-        multiplier = _BINARY_UNITS[unit]
-    elif unit in _DECIMAL_UNITS:
-        multiplier = _DECIMAL_UNITS[unit]
-    else:  # pragma: no cover - the pattern only lets known units through
-        return None
-    try:
-        return int((Decimal(number) * multiplier).to_integral_value())
-    except InvalidOperation:  # pragma: no cover
-        return None
+    if isinstance(value, int):
+        return value
+    exact = size_bytes(str(value), quirks)
+    return None if exact is None else round(exact)
 
 
 def parse_bool(text):
@@ -497,7 +477,7 @@ def validate_thresholds(given):
                 raise JanitorError(f"thresholds.{key}: {value!r} is not a percentage between 0 and 100")
             result[key] = int(number) if number == int(number) else number
         else:
-            number = None if isinstance(value, bool) else parse_size(value)
+            number = _whole_bytes(value)  # a size the user wrote: "Mb" is MB here, not docker info's old MiB
             if number is None and isinstance(value, float) and value >= 0:
                 number = int(value)
             if number is None or number < 0:

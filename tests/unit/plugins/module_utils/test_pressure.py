@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.janitor.docker.plugins.module_utils import _layers, _planner, _pressure
+from ansible_collections.janitor.docker.plugins.module_utils import _layers, _planner, _pressure, _units
 from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import (
     CLASSIC, CONTAINERD, ContainerRecord, ImageRecord, Snapshot,
@@ -69,10 +69,20 @@ def test_free_space_errors_name_the_value_and_the_forms(value, words):
         assert word in info.value.message
 
 
-@given(st.integers(0, 10 ** 15), st.sampled_from(sorted(_pressure._UNITS)))
+@given(st.integers(0, 10 ** 15), st.sampled_from(sorted(_units.UNIT_BYTES)))
 def test_sizes_are_the_number_times_the_unit(number, unit):
     kind, value = _pressure._threshold("high", f"{number}{unit}")
-    assert kind == "bytes" and value == number * _pressure._UNITS[unit]
+    assert kind == "bytes" and value == number * _units.UNIT_BYTES[unit]
+
+
+@pytest.mark.parametrize("text, size", [
+    ("1.5B", 1),  # whole bytes, rounded down
+    ("0.9999999999kB", 999),
+    ("291.5 Mb", 291_500_000),  # docker info's old "Mb" = MiB is not a rule of this option
+    ("1 EiB", 2 ** 60),
+])
+def test_sizes_are_whole_bytes_of_the_one_unit_table(text, size):
+    assert _pressure._threshold("low", text) == ("bytes", size)
 
 
 def test_percent_bounds_round_towards_the_safe_side():

@@ -595,6 +595,13 @@ def test_validate_thresholds_values():
     assert result["data_used_percent_warning"] == 80
 
 
+def test_thresholds_read_mb_as_megabytes_not_as_old_docker_info_mebibytes():
+    result = _storage.validate_thresholds({"data_min_free_bytes": "512Mb", "metadata_min_free_bytes": "1.5 Gb"})
+    assert result["data_min_free_bytes"] == 512 * 10 ** 6
+    assert result["metadata_min_free_bytes"] == 1_500_000_000
+    assert _storage.parse_size("512Mb") == 512 * 1024 ** 2  # the same text in docker info is Docker 1.x's MiB
+
+
 @pytest.mark.parametrize("given, message", [
     ({"data_used_percent": 80}, "unknown key(s) data_used_percent; valid keys: data_min_free_bytes, "),
     ({"zzz": 1, "aaa": 2}, "unknown key(s) aaa, zzz"),
@@ -840,9 +847,9 @@ def test_text_and_json_forms_always_agree(status, version, modern):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.decimals(min_value=0, max_value=10 ** 6, places=4), st.sampled_from(list(_storage._DECIMAL_UNITS)[2:]),
+@given(st.decimals(min_value=0, max_value=10 ** 6, places=4), st.sampled_from(list("kmgtpezy")),
        st.sampled_from(["", " "]))
 def test_parse_size_matches_exact_decimal(number, unit, space):
     text = f"{number}{space}{unit.upper() if unit != 'k' else 'k'}B"
-    expected = int((number * _storage._DECIMAL_UNITS[unit]).to_integral_value())
+    expected = int((number * 1000 ** ("kmgtpezy".index(unit) + 1)).to_integral_value())
     assert _storage.parse_size(text) == expected
