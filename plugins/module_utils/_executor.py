@@ -113,20 +113,38 @@ class _Run:
                              for ref in image.references}
         return self._holders.get(_familiar(reference))
 
+    def _platform_read_back(self, step):
+        """The manifests of a ``platforms`` step (containerd store) whose content the engine no longer holds.
+
+        Such a DELETE keeps the image and its names: the image's inspect (``?manifests=1``) still lists the removed
+        variant's manifest, with ``Available: false``. A manifest the image no longer lists cannot tell what the
+        request did: ``JanitorError``."""
+        data = self.engine.image_manifests(step.image_id) or {}
+        available = {m.get("ID"): bool(m.get("Available")) for m in data.get("Manifests") or ()}
+        unlisted = [digest for digest in step.deleted if digest not in available]
+        if unlisted:
+            raise JanitorError(f"image {step.image_id} no longer lists the manifest {', '.join(unlisted)} of "
+                               f"{step.platform}, so whether its content was removed cannot be told")
+        return [digest for digest in step.deleted if not available[digest]]
+
     def _read_back(self, step, lost):
         """The step's outcome read from the engine's state, after its answer was lost or unreadable.
 
         Only what the plan predicted for the step is looked for: a predicted untag happened if the reference no
-        longer names the image that held it, a predicted deletion if the image is no longer listed. Released layers
-        cannot be read back and are not reported. Raises ``JanitorError`` (which ends the run) when the state cannot
-        be read, or shows that the request was not carried out. References are compared in their familiar form:
-        the engine's answers and its listing may spell them differently.
+        longer names the image that held it, a predicted deletion if the image is no longer listed, a predicted
+        removal of a platform's content (containerd store) if the image's manifest of that platform is no longer
+        available. Released layers cannot be read back and are not reported. Raises ``JanitorError`` (which ends
+        the run) when the state cannot be read, or shows that the request was not carried out. References are
+        compared in their familiar form: the engine's answers and its listing may spell them differently.
         """
         try:
             if step.action == "remove_container":
                 listed = {c.get("Id") for c in self.engine.containers(all=True) or ()}
                 answer = _result.Answer(step, removed=step.target not in listed)
                 done = answer.removed
+            elif step.platform:
+                answer = _result.Answer(step, deleted=self._platform_read_back(step))
+                done = bool(answer.deleted)
             else:
                 now, listed = {}, set()
                 for image in self.engine.images(all=True) or ():
@@ -143,11 +161,15 @@ class _Run:
                                f"{exc.message}") from exc
         if not done:
             raise JanitorError(f"{lost.message}; the engine's state shows that it was not carried out")
-        what = ", ".join([f"untagged {ref}" for ref in answer.untagged] + [f"deleted {i}" for i in answer.deleted]
-                         + ([f"removed container {step.target[:12]}"] if answer.removed else []))
+        if step.platform:
+            what = (f"removed the {step.platform} content (manifest {', '.join(answer.deleted)}) of image "
+                    f"{step.image_id}, which stays")
+        else:
+            what = ", ".join([f"untagged {ref}" for ref in answer.untagged] + [f"deleted {i}" for i in answer.deleted]
+                             + ([f"removed container {step.target[:12]}"] if answer.removed else []))
         with self.lock:
             self.notes.append(f"{lost.message}; its outcome was read back from the engine's state: {what}"
-                              + ("" if step.action == "remove_container" else
+                              + ("" if step.action == "remove_container" or step.platform else
                                  " (layers it released, if any, are not in deleted_layers)"))
         return answer
 

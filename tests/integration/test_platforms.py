@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness.ansible_runner import run_module
+from ansible_collections.janitor.docker.plugins.module_utils import _errors, _transport
+from tests.harness.ansible_runner import run_module, warning_texts
 from tests.harness.images import push_platform_index
 
 pytestmark = pytest.mark.engine
@@ -106,6 +107,55 @@ def test_containerd_removes_a_variant_like_docker_rmi_platform(clean_engine, ind
                                          "platforms": ["linux/amd64", "linux/s390x"]})
     assert result.failed and "linux/s390x" in result["msg"] and "linux/amd64" in result["msg"]
     assert [ok for (arch, _d), ok in _available(clean_engine, image_id).items() if arch == "amd64"] == [True]
+
+
+def _lose_platform_answers(monkeypatch, carry_out):
+    """Every DELETE with ``platforms`` loses its answer, after the engine carried it out (``carry_out``) or before
+    it reached the engine; returns the targets of those requests."""
+    lost = []
+
+    def hook(original):
+        def remove_image(self, image, force=False, noprune=False, platforms=()):
+            if not platforms:
+                return original(self, image, force=force, noprune=noprune)
+            if carry_out:
+                original(self, image, force=force, noprune=noprune, platforms=platforms)
+            lost.append(image)
+            raise _errors.AnswerLostError(f"removing image {image}: the answer was lost (test)")
+        return remove_image
+
+    monkeypatch.setattr(_transport._SDKCalls, "remove_image", hook(_transport._SDKCalls.remove_image))
+    monkeypatch.setattr(_transport._UnixCalls, "remove_image", hook(_transport._UnixCalls.remove_image))
+    return lost
+
+
+def test_containerd_a_lost_answer_is_read_back_from_the_manifests(clean_engine, indexed, monkeypatch):
+    """The engine removed the variant but its answer was lost: the image's manifests show it (the arm64 manifest is
+    listed, no longer available; the image and its names stay), so the result is the one the answer would have
+    given, with a warning. Not carried out: the manifest is still available, the task fails saying so."""
+    if clean_engine.kind != "containerd":
+        pytest.skip("the containerd image store")
+    ref, image_id = indexed()
+    args = {"images": [ref], "platforms": ["linux/arm64"], "force": True}
+    answered = _run(clean_engine, args)
+    answered_state, answered_available = clean_engine.state(), _available(clean_engine, image_id)
+
+    ref, image_id = indexed()
+    lost = _lose_platform_answers(monkeypatch, carry_out=True)
+    result = run_module("image_remove", {"docker_host": clean_engine.url, **args})
+    assert not result.failed and lost == [ref], result
+    assert {k: result.get(k) for k in KEYS} == {k: answered.get(k) for k in KEYS}
+    assert clean_engine.state() == answered_state and _available(clean_engine, image_id) == answered_available
+    (warning,) = warning_texts(result)
+    assert "read back" in warning and "linux/arm64" in warning and answered["deleted_platforms"][0]["manifest"] in warning
+
+    ref, image_id = indexed()
+    before, available = clean_engine.state(), _available(clean_engine, image_id)
+    monkeypatch.undo()
+    _lose_platform_answers(monkeypatch, carry_out=False)
+    result = run_module("image_remove", {"docker_host": clean_engine.url, **args})
+    assert result.failed and "not carried out" in result["msg"] and result["deleted_platforms"] == [], result
+    assert clean_engine.state() == before and _available(clean_engine, image_id) == available
 
 
 def test_graph_driver_store_takes_the_image_own_platform(clean_engine, indexed):

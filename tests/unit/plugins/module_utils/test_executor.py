@@ -9,7 +9,9 @@ import time
 import pytest
 
 from ansible_collections.janitor.docker.plugins.module_utils import _errors, _executor, _planner, _references, _result
-from ansible_collections.janitor.docker.plugins.module_utils._snapshot import ContainerRecord, ImageRecord, Snapshot
+from ansible_collections.janitor.docker.plugins.module_utils._snapshot import (
+    CONTAINERD, ContainerRecord, ImageRecord, Request, Snapshot,
+)
 
 
 def iid(n):
@@ -24,8 +26,9 @@ def api_error(status, message, target="img"):
 class FakeEngine:
     """Answers what the plan predicts, unless told otherwise for a target; records the calls."""
 
-    def __init__(self, plan, overrides=None, delay=0.0, listing=None):
+    def __init__(self, plan, overrides=None, delay=0.0, listing=None, manifests=None):
         self.listing = listing  # what images(all=True) lists
+        self.manifests = manifests or {}  # image ID -> what image_manifests answers (or the error it raises)
         self.predicted = {step.target: step for step in plan.steps}
         self.overrides = overrides or {}
         self.calls = []
@@ -34,9 +37,9 @@ class FakeEngine:
         self.active = 0
         self.max_active = 0
 
-    def remove_image(self, image, force=False, noprune=False):
+    def remove_image(self, image, force=False, noprune=False, platforms=()):
         with self.lock:
-            self.calls.append(("image", image, force, noprune))
+            self.calls.append(("image", image, force, noprune) + ((platforms,) if platforms else ()))
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         try:
@@ -66,6 +69,12 @@ class FakeEngine:
 
     def images(self, all=False):
         return self.listing
+
+    def image_manifests(self, image):
+        answer = self.manifests[image]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
 
 def make_plan(snapshot, values, **policy):
@@ -177,6 +186,76 @@ def test_a_tag_moved_to_another_image_reports_what_the_engine_deleted():
     assert result["untagged"] == ["img1:1", "img2:1"]
     (warning,) = warnings
     assert new in warning and "img1:1" in warning and iid(1) in warning
+
+
+def _platform_case(single_manifest):
+    """A containerd-store plan removing the linux/arm64 content of two images: app:1 (an index of amd64 and arm64)
+    and tool:1, an index too, or a single arm64 manifest whose digest is the image's ID (``single_manifest``)."""
+    arm_app, amd_app = "sha256:" + "a1" * 32, "sha256:" + "a2" * 32
+    tool = iid(2)
+    arm_tool = tool if single_manifest else "sha256:" + "b1" * 32
+    snapshot = Snapshot(images=(ImageRecord(iid(1), tags=("app:1",)), ImageRecord(tool, tags=("tool:1",))),
+                        store=CONTAINERD)
+
+    def data(*manifests):
+        return {"Manifests": [{"ID": digest, "Kind": "image", "Available": ok,
+                               "Descriptor": {"platform": {"os": "linux", "architecture": arch}}}
+                              for arch, digest, ok in manifests]}
+
+    before = {iid(1): data(("amd64", amd_app, True), ("arm64", arm_app, True)), tool: data(("arm64", arm_tool, True))}
+    requests = [Request("reference", "app:1", iid(1), given="app:1"), Request("reference", "tool:1", tool, given="tool:1")]
+    plan = _planner.plan_platforms(snapshot, requests, (("linux", "arm64", ""),), before, _planner.Policy(force=True),
+                                   _planner.CONTAINERD_RULES)
+    assert [(step.target, step.deleted) for step in plan.steps] == [("app:1", [arm_app]), ("tool:1", [arm_tool])]
+    after = {iid(1): data(("amd64", amd_app, True), ("arm64", arm_app, False)),
+             tool: data(("arm64", arm_tool, False))}
+    return plan, after, arm_tool
+
+
+@pytest.mark.parametrize("single_manifest", [False, True])
+def test_a_lost_answer_to_a_platforms_delete_is_read_back_from_the_manifests(single_manifest):
+    """The containerd store kept the image and its names and marked the variant's manifest unavailable: the result
+    lists the removed platform as the answer would have (deleted_platforms), with a warning."""
+    plan, after, arm_tool = _platform_case(single_manifest)
+    lost = _errors.AnswerLostError("removing image tool:1: the answer was lost")
+    engine = FakeEngine(plan, overrides={"tool:1": lost}, listing=_listing(plan.snapshot), manifests=after)
+    warnings = []
+    result = _executor.apply(engine, plan, parallel=1, warn=warnings.append)
+    assert result == _result.build(plan)
+    assert {"image": iid(2), "platform": "linux/arm64", "manifest": arm_tool} in result["deleted_platforms"]
+    assert len(result["deleted_platforms"]) == 2
+    assert (result["deleted"], result["untagged"], result["changed"]) == ([], [], True)
+    (warning,) = warnings
+    assert "tool:1" in warning and "read back" in warning and "linux/arm64" in warning and arm_tool in warning
+    assert "deleted_layers" not in warning
+    assert ("image", "tool:1", True, False, ('{"os":"linux","architecture":"arm64"}',)) in engine.calls
+
+
+def test_a_lost_answer_to_a_platforms_delete_not_carried_out_fails():
+    plan, after, arm_tool = _platform_case(False)
+    after[iid(2)]["Manifests"][0]["Available"] = True  # the content is still there
+    lost = _errors.AnswerLostError("removing image tool:1: the answer was lost")
+    engine = FakeEngine(plan, overrides={"tool:1": lost}, listing=_listing(plan.snapshot), manifests=after)
+    with pytest.raises(_errors.ExecutionError) as info:
+        _executor.apply(engine, plan, parallel=1)
+    assert "not carried out" in info.value.message and "tool:1" in info.value.message
+    assert [entry["image"] for entry in info.value.result["deleted_platforms"]] == [iid(1)]
+    assert arm_tool not in str(info.value.result["deleted_platforms"])
+
+
+@pytest.mark.parametrize("answer, words", [
+    (_errors.EngineAPIError("inspecting image x: No such image", status=404), ["failed too", "No such image"]),
+    ({"Manifests": []}, ["no longer lists the manifest", "linux/arm64", "cannot be told"]),
+])
+def test_a_lost_answer_to_a_platforms_delete_that_cannot_be_read_back_fails_clearly(answer, words):
+    plan, after, arm_tool = _platform_case(False)
+    after[iid(2)] = answer
+    lost = _errors.AnswerLostError("removing image tool:1: the answer was lost")
+    engine = FakeEngine(plan, overrides={"tool:1": lost}, listing=_listing(plan.snapshot), manifests=after)
+    with pytest.raises(_errors.ExecutionError) as info:
+        _executor.apply(engine, plan, parallel=1)
+    assert all(word in info.value.message for word in ["tool:1", "the answer was lost", *words]), info.value.message
+    assert len(info.value.result["deleted_platforms"]) == 1 and arm_tool not in str(info.value.result)
 
 
 def test_parallel_runs_groups_concurrently_and_keeps_dependent_steps_in_order():
