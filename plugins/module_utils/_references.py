@@ -217,10 +217,11 @@ def _prefix_candidates(snapshot, hexpart):
     return sorted(image.id for image in snapshot.images if image.id[len("sha256:"):].startswith(hexpart))
 
 
-def _ambiguous(value, candidates):
+def _ambiguous(value, candidates, named):
+    how = "as a name and an ID prefix" if named else "as an ID prefix"
     return JanitorError(
-        f"image reference {value!r} is ambiguous: it names {len(candidates)} images ({', '.join(candidates)}) as "
-        f"a name and an ID prefix; give a full reference (name:tag) or more ID characters",
+        f"image reference {value!r} is ambiguous: it names {len(candidates)} images ({', '.join(candidates)}) {how}; "
+        f"give a full reference (name:tag) or more ID characters",
         value=value, candidates=candidates)
 
 
@@ -273,7 +274,7 @@ def find_image(snapshot, value, default_tag="latest", refs=None, rules=None):
     candidates = _prefix_candidates(snapshot, hexpart) if hexpart is not None else []
     found = sorted(set(candidates) | ({named} if named else set()))
     if len(found) > 1:
-        raise _ambiguous(value, found)
+        raise _ambiguous(value, found, named is not None)
     if not found:
         return None
     image_id = found[0]

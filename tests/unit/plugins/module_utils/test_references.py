@@ -116,6 +116,7 @@ def test_hex_name_that_prefixes_another_image_id():
     with pytest.raises(JanitorError) as info:
         _references.resolve(Snapshot(images=images, store=CONTAINERD), ["c3c3c3"])
     assert "'c3c3c3'" in info.value.message and "ambiguous" in info.value.message
+    assert "as a name and an ID prefix" in info.value.message
     assert info.value.details["candidates"] == [ID_A, ID_C]
     # below the containerd prefix length the name alone counts
     images = (ImageRecord(ID_A, tags=("c3c:latest",)), ImageRecord(ID_C, tags=("b:1",)))
@@ -174,7 +175,7 @@ def test_ambiguous_prefix_message():
     with pytest.raises(JanitorError) as info:
         _references.resolve(Snapshot(images=images), ["abc"])
     message = info.value.message
-    assert "'abc'" in message and "ambiguous" in message
+    assert "'abc'" in message and "ambiguous" in message and "as an ID prefix;" in message
     assert images[0].id in message and images[1].id in message
     assert info.value.details["candidates"] == [images[0].id, images[1].id]
 
