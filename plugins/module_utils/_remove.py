@@ -182,7 +182,7 @@ class ImageRemover:
                     raise
                 # the removals are done: report them, with the space counted from the Parent links
                 self.warn(f"reading the images' layers failed, so space_reclaimed counts each deleted image's "
-                                 f"size beyond its parent's and deleted_layers may be incomplete: {exc.message}")
+                          f"size beyond its parent's and deleted_layers may be incomplete: {exc.message}")
                 return None
             return layers
         return table
@@ -225,7 +225,7 @@ class ImageRemover:
             differences = _executor.differences(predicted, result, layers_predicted=False)
             if differences:
                 self.warn(f"the engine's answers differ from the plan (another client changed images during "
-                                 f"the run, or the model missed a case): {differences}")
+                          f"the run, or the model missed a case): {differences}")
             if self.state is not None and self.state.path:
                 warning = _last_used.save_state(self.state.path, _last_used.next_state(
                     snapshot, self.state.remembered, self.state.uses, self.now, deleted=result["deleted"]))
