@@ -411,7 +411,7 @@ def extrapolate_loop(sizes: dict) -> None:
 
 # -- profile ----------------------------------------------------------------------------------------------------
 PHASES = (
-    ("_snapshot", "read"), ("_references", "resolve"), ("_selection", "select"), ("_planner", "plan"),
+    ("_snapshot", "read"), ("_references", "resolve"), ("_selection", "_select"), ("_planner", "plan"),
     ("_result", "build"), ("_executor", "apply"), ("_executor", "differences"),
 )
 
@@ -422,7 +422,6 @@ def profile(be: imageset.BenchEngine, image_set: imageset.ImageSet, out_path: Pa
 
     from tests.harness.ansible_runner import run_module
 
-    mod = importlib.import_module("ansible_collections.janitor.docker.plugins.modules.image_remove")
     utils = {name: importlib.import_module(f"ansible_collections.janitor.docker.plugins.module_utils.{name}")
              for name in ("_snapshot", "_references", "_selection", "_planner", "_result", "_executor",
                           "_transport")}
