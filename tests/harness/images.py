@@ -274,3 +274,31 @@ def push_platform_index(engine, registry, repo: str, tag: str, platforms=("linux
     if answer.status not in (200, 201):
         raise RuntimeError(f"PUT of the index {repo}:{tag}: {answer.status} {answer.data[:200]!r}")
     return "sha256:" + hashlib.sha256(index).hexdigest()
+
+
+def pulled_index(engine, registry, repo: str, second_name: str):
+    """``setup()`` -> (reference, image ID): pushes the two-platform index of ``push_platform_index`` once as
+    ``<registry>/<repo>:v1``; each ``setup()`` resets the engine, pulls the index (on the containerd store the arm64
+    variant too, so both are present) and gives it ``second_name``: the same IDs and manifest digests every time."""
+    push_platform_index(engine, registry, repo, "v1")
+    ref = f"{registry.host}/{repo}:v1"
+
+    def setup():
+        engine.reset()
+        engine.cli("pull", "-q", ref)
+        if engine.kind == "containerd":
+            engine.cli("pull", "-q", "--platform", "linux/arm64", ref)
+        engine.cli("tag", ref, second_name)
+        return ref, engine.api.inspect_image(ref)["Id"]
+
+    return setup
+
+
+def available_manifests(engine, image_id: str) -> dict:
+    """``{(architecture, manifest digest): available}`` of an image's platform manifests, as the engine lists them
+    (``GET /images/{id}/json?manifests=1``: the containerd store; the graph-driver store lists none; a loaded image's
+    manifest names no platform: architecture ``""``)."""
+    api = engine.api
+    data = api._result(api._get(api._url("/images/{0}/json", image_id), params={"manifests": 1}), True)  # noqa: SLF001
+    return {((m["Descriptor"].get("platform") or {}).get("architecture", ""), m["ID"]): m["Available"]
+            for m in data.get("Manifests") or () if m.get("Kind") == "image"}

@@ -13,7 +13,7 @@ import pytest
 
 from ansible_collections.janitor.docker.plugins.module_utils import _errors, _transport
 from tests.harness.ansible_runner import run_module, warning_texts
-from tests.harness.images import push_platform_index
+from tests.harness.images import available_manifests as _available, pulled_index
 
 pytestmark = pytest.mark.engine
 
@@ -24,26 +24,7 @@ KEYS = ("untagged", "deleted", "deleted_platforms", "skipped_images", "changed")
 def indexed(clean_engine, registry):
     """``setup()`` -> (reference of the pulled index, image ID): a clean engine holding the pulled index (and a
     second name for it)."""
-    repo = f"plat/{clean_engine.kind}"
-    push_platform_index(clean_engine, registry, repo, "v1")
-    ref = f"{registry.host}/{repo}:v1"
-
-    def setup():
-        clean_engine.reset()
-        clean_engine.cli("pull", "-q", ref)
-        if clean_engine.kind == "containerd":
-            clean_engine.cli("pull", "-q", "--platform", "linux/arm64", ref)
-        clean_engine.cli("tag", ref, "plat/copy:1")
-        return ref, clean_engine.api.inspect_image(ref)["Id"]
-
-    return setup
-
-
-def _available(engine, image_id):
-    data = engine.api._result(engine.api._get(engine.api._url("/images/{0}/json", image_id),  # noqa: SLF001
-                                              params={"manifests": 1}), True)
-    return {(m["Descriptor"]["platform"]["architecture"], m["ID"]): m["Available"] for m in data["Manifests"]
-            if m.get("Kind") == "image"}
+    return pulled_index(clean_engine, registry, f"plat/{clean_engine.kind}", "plat/copy:1")
 
 
 def _run(engine, args):

@@ -1,20 +1,27 @@
 """TLS to a private daemon on 127.0.0.1 started with --tlsverify and certificates made here with openssl.
 
-The TLS specifics do not depend on the image store, so one engine kind is enough: legacy when it is selected,
-else the first selected kind.
+The TLS specifics do not depend on the image store, so one engine kind is enough for them (``tls_daemon``): legacy
+when it is selected, else the first selected kind. Removals over TLS (the Docker SDK's DELETE, with and without
+``platforms``) depend on the store: they run once per selected kind (``tls_store``), on ``tls_daemon`` for its own
+kind and on a TLS engine started for each other kind, one at a time.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from urllib.parse import parse_qs, unquote, urlsplit
 
+import docker
 import pytest
 import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.janitor.docker.plugins.module_utils import _errors, _transport
+from ansible_collections.janitor.docker.plugins.module_utils._result import RESULT_KEYS
 from tests.harness.ansible_runner import run_module, run_playbook
 from tests.harness.engines import EngineUnavailable, selected_kinds
+from tests.harness.images import ImageFactory, ImageSpec, available_manifests, pulled_index
 from tests.harness.pki import make_pki, tls_engine
 
 pytestmark = pytest.mark.engine
@@ -176,8 +183,6 @@ def _no_secret(pki, text):
 
 def test_modules_over_tls_return_no_secret(pki, tls_daemon):
     engine, port = tls_daemon
-    from tests.harness.images import ImageFactory  # noqa: PLC0415 - only this test builds images
-
     image = ImageFactory(engine).simple("tls-victim:1")
     info = run_module("storage_info", _tls_args(pki, port))
     assert not info.failed, info
@@ -232,3 +237,227 @@ def test_pasted_pem_is_refused_and_never_returned(pki, tls_daemon, module, optio
     result = run_module(module, args)
     assert result.failed and option in result["msg"], result
     _no_secret(pki, json.dumps(result))
+
+
+# -- removals over TLS: the Docker SDK's DELETE, compared with the unix socket's (http.client) and the docker CLI ---
+def pytest_generate_tests(metafunc):
+    if "store_kind" in metafunc.fixturenames:
+        metafunc.parametrize("store_kind", selected_kinds(metafunc.config.getoption("--engines")), scope="module")
+
+
+@pytest.fixture(scope="module")
+def tls_store(pki, tls_daemon, store_kind):
+    """``(engine, port)``: a TLS engine of ``store_kind`` (its unix socket stays, for the setup and the unix-socket
+    runs). ``tls_daemon`` for its own kind; for another kind one started here and stopped before the next kind's."""
+    engine, port = tls_daemon
+    if engine.kind == store_kind:
+        yield engine, port
+        return
+    try:
+        other, other_port = tls_engine(store_kind, pki)
+    except EngineUnavailable as exc:
+        pytest.skip(str(exc))
+    yield other, other_port
+    other.stop()
+
+
+@pytest.fixture
+def deletes(monkeypatch):
+    """The image DELETEs as sent: ``(transport, path, query)``, ``sdk`` for the SDK's requests over TLS (the URL the
+    request went out with), ``unix`` for the unix socket's (the harness's own SDK client, over the unix socket too,
+    is left out)."""
+    sent = []
+    sdk_delete = docker.APIClient._delete  # noqa: SLF001
+    unix_request = _transport._UnixEngine.request  # noqa: SLF001
+
+    def note(transport, url):
+        parts = urlsplit(url)
+        sent.append((transport, unquote(parts.path), parse_qs(parts.query, keep_blank_values=True)))
+
+    def through_sdk(self, url, **kwargs):
+        response = sdk_delete(self, url, **kwargs)
+        if self.base_url.startswith("https://"):
+            note("sdk", response.request.url)
+        return response
+
+    def through_unix(self, method, path, action, connections=None):
+        if method == "DELETE":
+            note("unix", self.prefix + path)
+        return unix_request(self, method, path, action, connections)
+
+    monkeypatch.setattr(docker.APIClient, "_delete", through_sdk)
+    monkeypatch.setattr(_transport._UnixEngine, "request", through_unix)  # noqa: SLF001
+    return sent
+
+
+def _picture(engine, *image_ids):
+    """What docker shows: the images with their names, each given image's platform manifests (available or not,
+    the containerd store) and ``docker image ls --tree``."""
+    state = engine.state()
+    manifests = {i: available_manifests(engine, i) for i in image_ids if i in state["images"]}
+    tree = None  # the tree needs API 1.47; its rows (one per name, platform) as a sorted list: images of the same
+    if _transport.api_version_tuple(engine.version["ApiVersion"]) >= (1, 47):  # age come in any order
+        text = re.sub(r"\x1b\[[0-9;]*m", "", engine.cli("image", "ls", "--tree").stdout)
+        tree = sorted(" ".join(line.split()) for line in text.splitlines()
+                      if line.strip() and not line.startswith("WARNING"))
+    return state, manifests, tree
+
+
+def _check_then_real(engine, args, deletes):
+    """Check mode (nothing changes, no DELETE is sent), then the real run, which check mode predicts on every result
+    key; returns the real result and the DELETEs it sent."""
+    ids = list(engine.state()["images"])
+    before = _picture(engine, *ids)
+    deletes.clear()
+    check = run_module("image_remove", args, check_mode=True)
+    assert not check.failed, check
+    assert _picture(engine, *ids) == before and deletes == [], "check mode changed the engine"
+    real = run_module("image_remove", args)
+    assert not real.failed, real
+    for key in RESULT_KEYS:
+        assert check.get(key) == real.get(key), (key, check.get(key), real.get(key))
+    sent = list(deletes)
+    deletes.clear()
+    return real, sent
+
+
+def _same_requests(tls_sent, unix_sent):
+    """The SDK sent every DELETE the unix socket sent, with the same path and query."""
+    assert {t for t, _p, _q in tls_sent} == {"sdk"} and {t for t, _p, _q in unix_sent} == {"unix"}
+    assert sorted((p, sorted(q.items())) for _t, p, q in tls_sent) == sorted((p, sorted(q.items()))
+                                                                             for _t, p, q in unix_sent)
+
+
+def _same_result(tls_result, unix_result):
+    for key in RESULT_KEYS:
+        assert tls_result.get(key) == unix_result.get(key), (key, tls_result.get(key), unix_result.get(key))
+
+
+def test_removal_by_reference_over_tls(pki, tls_store, store_kind, deletes):
+    """Two of three images sharing a base layer, by name: one untagged only (another tag stays), one deleted. Over
+    TLS, check mode predicts the real run; the result and what docker shows afterwards are the unix socket's on an
+    identical copy and those of ``docker rmi`` on a third."""
+    engine, port = tls_store
+    specs = [ImageSpec(["tlsrm/a:1", "tlsrm/a:2"], "tls a", extra_layers=["tls base"]),
+             ImageSpec(["tlsrm/b:1"], "tls b", extra_layers=["tls base"]),
+             ImageSpec(["tlsrm/c:1"], "tls c", extra_layers=["tls base"])]
+    names = ["tlsrm/a:1", "tlsrm/b:1"]
+
+    def setup():
+        engine.reset()
+        return ImageFactory(engine).load(specs)
+
+    ids = setup()
+    code, cli_untagged, cli_deleted, stderr = engine.rmi(*names)
+    assert code == 0, stderr
+    cli = _picture(engine, *ids)
+
+    assert setup() == ids
+    unix, unix_sent = _check_then_real(engine, {"docker_host": engine.url, "images": names}, deletes)
+    assert _picture(engine, *ids) == cli
+
+    assert setup() == ids
+    tls, tls_sent = _check_then_real(engine, dict(_tls_args(pki, port), images=names), deletes)
+    assert _picture(engine, *ids) == cli
+    _same_result(tls, unix)
+    _same_requests(tls_sent, unix_sent)
+    assert sorted(tls["untagged"]) == sorted(cli_untagged) == names, (tls, cli_untagged)
+    assert tls["deleted"] == [ids[1]] and ids[1] in cli_deleted, (tls, cli_deleted)
+    assert tls["changed"] is True and bool(tls["deleted_layers"]) == (store_kind != "containerd"), tls  # documented
+
+
+def test_platforms_below_api_1_50_over_tls(pki, tls_store, store_kind, deletes):
+    """The legacy engine (API 1.41): over TLS the same clear error as over the unix socket, nothing removed."""
+    if store_kind != "legacy":
+        pytest.skip("the legacy engine speaks API 1.41")
+    engine, port = tls_store
+    engine.reset()
+    ImageFactory(engine).simple("plattls/old:1")
+    before = engine.state()
+    messages = []
+    for args in ({"docker_host": engine.url}, _tls_args(pki, port)):
+        result = run_module("image_remove", dict(args, images=["plattls/old:1"], platforms=["linux/amd64"]))
+        assert result.failed and "1.50" in result["msg"] and "1.41" in result["msg"], result
+        assert engine.state() == before and deletes == []
+        messages.append(result["msg"].replace(args["docker_host"], "<host>"))
+    assert messages[0] == messages[1]
+
+
+def test_containerd_platform_over_tls(pki, tls_store, registry, store_kind, deletes):
+    """The arm64 variant of the two-platform index, with ``platforms`` over TLS: the SDK's DELETE carries the
+    platform as the unix socket's does, check mode predicts the real run, the result is the unix socket's, and
+    docker shows what ``docker rmi -f --platform linux/arm64`` leaves (the image and its names stay, the arm64
+    manifest is no longer available)."""
+    if store_kind != "containerd":
+        pytest.skip("the containerd image store")
+    engine, port = tls_store
+    setup = pulled_index(engine, registry, "plattls/containerd", "plattls/copy:1")
+    ref, image_id = setup()
+    before = _picture(engine, image_id)
+    arm64 = next(digest for (arch, digest) in before[1][image_id] if arch == "arm64")
+    proc = engine.cli("rmi", "-f", "--platform", "linux/arm64", ref)
+    assert proc.stdout.split() == ["Deleted:", arm64]
+    cli = _picture(engine, image_id)
+    assert cli != before and cli[0] == before[0]
+
+    args = {"images": [ref], "platforms": ["linux/arm64"], "force": True}
+    assert setup() == (ref, image_id)
+    unix, unix_sent = _check_then_real(engine, dict(args, docker_host=engine.url), deletes)
+    assert _picture(engine, image_id) == cli
+
+    assert setup() == (ref, image_id)
+    tls_args = dict(_tls_args(pki, port), **args)
+    result = run_module("image_remove", dict(tls_args, api_version="1.41"))
+    assert result.failed and "1.50" in result["msg"] and "1.41" in result["msg"], result
+    assert _picture(engine, image_id) == before and deletes == []
+    tls, tls_sent = _check_then_real(engine, tls_args, deletes)
+    assert _picture(engine, image_id) == cli
+    _same_result(tls, unix)
+    _same_requests(tls_sent, unix_sent)
+    ((_sdk, path, query),) = tls_sent
+    assert path == f"/v{engine.version['ApiVersion']}/images/{ref}"
+    assert query == {"force": ["True"], "noprune": ["False"], "platforms": ['{"os":"linux","architecture":"arm64"}']}
+    assert tls["deleted_platforms"] == [{"image": image_id, "platform": "linux/arm64", "manifest": arm64}]
+    assert (tls["untagged"], tls["deleted"], tls["changed"]) == ([], [], True)
+    # docker itself: the amd64 variant is still there, the arm64 one is not
+    assert engine.cli("image", "inspect", "--platform", "linux/amd64", ref).returncode == 0
+    assert engine.cli("image", "inspect", "--platform", "linux/arm64", ref, check=False).returncode != 0
+    # nothing left to do, on either name
+    again = run_module("image_remove", dict(tls_args, images=[ref, "plattls/copy:1"]))
+    assert not again.failed and again["changed"] is False and again["deleted_platforms"] == [], again
+    assert deletes == [] and _picture(engine, image_id) == cli
+
+
+def test_graph_driver_platform_over_tls(pki, tls_store, registry, store_kind, deletes):
+    """The graph-driver store of Docker 28.5: ``platforms`` names the image's own platform and the image is
+    removed as without it; over TLS the SDK's DELETEs carry the platform as the unix socket's do, the result is the
+    unix socket's, and docker shows what ``docker rmi --platform linux/amd64`` leaves. Another platform is refused
+    before anything is sent."""
+    if store_kind != "classic":
+        pytest.skip("the graph-driver store of Docker 28.5")
+    engine, port = tls_store
+    setup = pulled_index(engine, registry, "plattls/classic", "plattls/copy:1")
+    ref, image_id = setup()
+    names = [ref, "plattls/copy:1"]
+    code, cli_untagged, cli_deleted, stderr = engine.rmi("--platform", "linux/amd64", *names)
+    assert code == 0 and image_id in cli_deleted, stderr
+    cli = _picture(engine)
+
+    args = {"images": names, "platforms": ["linux/amd64"]}
+    assert setup() == (ref, image_id)
+    unix, unix_sent = _check_then_real(engine, dict(args, docker_host=engine.url), deletes)
+    assert _picture(engine) == cli
+
+    assert setup() == (ref, image_id)
+    tls_args = dict(_tls_args(pki, port), **args)
+    before = _picture(engine, image_id)
+    refused = run_module("image_remove", dict(tls_args, platforms=["linux/arm64"]))
+    assert refused.failed and "linux/amd64" in refused["msg"] and "not linux/arm64" in refused["msg"], refused
+    assert _picture(engine, image_id) == before and deletes == []
+    tls, tls_sent = _check_then_real(engine, tls_args, deletes)
+    assert _picture(engine) == cli
+    _same_result(tls, unix)
+    _same_requests(tls_sent, unix_sent)
+    assert all(q["platforms"] == ['{"os":"linux","architecture":"amd64"}'] for _t, _p, q in tls_sent), tls_sent
+    assert tls["deleted"] == [image_id] and tls["deleted_platforms"] == []
+    assert sorted(tls["untagged"]) == sorted(cli_untagged)
