@@ -292,11 +292,12 @@ def deletes(monkeypatch):
 
 def _picture(engine, *image_ids):
     """What docker shows: the images with their names, each given image's platform manifests (available or not,
-    the containerd store) and ``docker image ls --tree``."""
+    the containerd store) and the rows of ``docker image ls --tree`` (API 1.47+; sorted, since images of the same
+    age are listed in any order)."""
     state = engine.state()
     manifests = {i: available_manifests(engine, i) for i in image_ids if i in state["images"]}
-    tree = None  # the tree needs API 1.47; its rows (one per name, platform) as a sorted list: images of the same
-    if _transport.api_version_tuple(engine.version["ApiVersion"]) >= (1, 47):  # age come in any order
+    tree = None
+    if _transport.api_version_tuple(engine.version["ApiVersion"]) >= (1, 47):
         text = re.sub(r"\x1b\[[0-9;]*m", "", engine.cli("image", "ls", "--tree").stdout)
         tree = sorted(" ".join(line.split()) for line in text.splitlines()
                       if line.strip() and not line.startswith("WARNING"))
