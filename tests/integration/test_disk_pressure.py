@@ -44,6 +44,11 @@ def _fs_used(engine):
     return total, total - stat.f_bavail * stat.f_frsize
 
 
+def _measure(engine, measure):
+    """The engine's measure now: ``LayersSize`` (images) or the used bytes of its data root's filesystem."""
+    return _layers_size(engine) if measure == "images" else _fs_used(engine)[1]
+
+
 def _ran(engine, image_id, start=True):
     """A container on ``image_id`` that ran (or was only created) and is gone again: only its times remain known."""
     host_config = engine.api.create_host_config(network_mode="none")
@@ -112,6 +117,80 @@ def test_least_recently_used_first_until_low_with_the_state_file(tight, tmp_path
     rerun = run_module("image_remove", pressure)
     assert not rerun["changed"] and rerun["free_space"]["used_before"] == after < used
     assert set(json.loads(state.read_text())["images"]) <= listed
+
+
+def _remove_by_id(engine, entries):
+    """Delete the images of ``entries`` (result entries, LRU order: children before parents) with the Engine API
+    itself, by ID and with force as ``docker rmi -f <id>`` does (every reference of the image goes, and the untagged
+    parents the store prunes with it); an image the store already pruned with an earlier one is skipped."""
+    for entry in entries:
+        if entry["id"] in {image["Id"] for image in engine.api.images(all=True)}:
+            engine.api.remove_image(entry["id"], force=True)
+
+
+@pytest.mark.parametrize("measure", ["images", "filesystem"])
+def test_free_space_removes_the_shortest_lru_prefix_that_reaches_low(tight, world, measure):
+    """Minimality against the engine: the run brings the measure to ``low``, and the same removal without the last
+    image it chose (the most recently used of them) leaves it above ``low`` on a second copy of the world.
+
+    The images measure is the engine's ``LayersSize``: exact on the graph-driver stores, within 2 % + 64 KiB on the
+    containerd store; the filesystem measure is the tmpfs data root (within 2 % + 64 KiB: metadata, blocks), and a
+    second engine's filesystem starts a little apart, so its drops are compared. The world's numbers are the same on
+    every run (same images, same times), and ``need`` lies megabytes away from the drop of the prefix one image
+    shorter and of the chosen one, far beyond those tolerances.
+
+    How it was seen to fail, on every engine kind and both measures: with ``_pressure._shortest_prefix`` returning
+    one image more (``lo + 1``), the second copy reached ``low`` without the last image (one too many: (b)); with
+    one image fewer (``lo - 1``), the engine's measure after the run stayed above ``low`` (one too few: (a))."""
+    engine, names = tight
+    exact = measure == "images" and engine.kind != "containerd"
+    need = 3 * MiB if engine.kind != "containerd" else 6 * MiB
+    if measure == "images":
+        used = _layers_size(engine)
+        args = {"docker_host": engine.url, "free_space": {"high": used, "low": used - need}}
+    else:
+        total, used = _fs_used(engine)
+        args = {"docker_host": engine.url, "free_space": {"high": f"{used * 100.0 / total - 0.01:.3f}%",
+                                                          "low": f"{(used - need) * 100.0 / total:.3f}%"}}
+    check = run_module("image_remove", args, check_mode=True)
+    assert not check.failed, check.get("msg")
+    real = run_module("image_remove", args)
+    assert not real.failed, real.get("msg")
+    _same_outcome(check, real)
+    space = real["free_space"]
+    before, low = space["used_before"], space["low"]
+    # a percentage with three decimals is within 0.001 % of 128 MiB (1.3 kB) of the bytes meant
+    assert space["measure"] == measure and abs(low - (used - need)) <= (0 if measure == "images" else 2 * KiB)
+    measured = _measure(engine, measure)
+    tolerance = 0 if exact else 0.02 * (before - measured) + 64 * KiB
+    assert measured <= low + tolerance, (measured, low)  # (a) not one image too few: the engine's measure is at low
+    _close(before - space["used_after"], before - measured, exact=exact)
+    assert space["target_met"]
+
+    removed = [e for e in real["images"] if e["action"] == "deleted" and e.get("rule") == "free_space"]
+    assert len(removed) >= 2, removed  # more than one image had to go
+    times = [e["last_used"] for e in removed]
+    assert times == sorted(times)  # the LRU order: the last one chosen is the most recently used of them
+    assert names.ids["apps/api:2.0"] not in real["deleted"]  # a stopped container uses it
+    listed = {image["Id"] for image in engine.api.images(all=True)}
+    assert not listed & set(real["deleted"])
+
+    # (b) not one image too many: on a second copy of the same world, the same images but the last one chosen
+    second = Engine(engine_spec(engine.kind), tmpfs_size="128m", data_from=world.golden).start()
+    try:
+        start = _measure(second, measure)
+        if measure == "images":
+            assert start == before  # the same world, the same measure
+        _remove_by_id(second, removed[:-1])
+        short = {image["Id"] for image in second.api.images(all=True)}
+        assert removed[-1]["id"] in short and listed <= short
+        one_fewer = before - (start - _measure(second, measure))
+        assert one_fewer > low + tolerance, (one_fewer, low, removed[-1])  # without the last one, low is not reached
+        _remove_by_id(second, removed[-1:])  # with it, the second copy ends where the run ended
+        assert {image["Id"] for image in second.api.images(all=True)} == listed
+        _close(start - _measure(second, measure), before - measured, exact=exact)
+    finally:
+        second.stop()
 
 
 def test_filesystem_measure_of_the_data_root(tight):
