@@ -52,7 +52,7 @@ SIZE_FORMS = ("a percentage of the filesystem that holds the engine's data root 
               "(\"20GB\", \"15GiB\", \"512MiB\", or bytes as a whole number such as 21474836480); both values of "
               "the same kind")
 
-_PERCENT = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)\s*%$")
+_PERCENT = re.compile(r"^([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*%$")  # ASCII digits only, as in sizes
 
 
 # -- options ----------------------------------------------------------------------------------------------------
@@ -78,7 +78,7 @@ def _threshold(name, value):
     if size is not None:
         return "bytes", int(size)  # whole bytes, rounded down
     raise JanitorError(f"{option}: {text!r} is neither a percentage nor a size; use {SIZE_FORMS} (units: B, kB, MB, "
-                       f"GB, TB - powers of 1000 - and KiB, MiB, GiB, TiB - powers of 1024)")
+                       f"GB, TB, PB, EB, ZB, YB - powers of 1000 - and KiB to YiB - powers of 1024)")
 
 
 @dataclass(frozen=True)

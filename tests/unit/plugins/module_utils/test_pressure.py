@@ -85,6 +85,22 @@ def test_sizes_are_whole_bytes_of_the_one_unit_table(text, size):
     assert _pressure._threshold("low", text) == ("bytes", size)
 
 
+@pytest.mark.parametrize("text", ["٨٥%", "８５%", "85٫5%"])
+def test_a_percentage_in_other_digits_is_refused_like_a_size(text):
+    with pytest.raises(JanitorError) as info:
+        _pressure._threshold("high", text)
+    assert repr(text) in info.value.message and "neither a percentage nor a size" in info.value.message
+
+
+def test_the_refusal_names_every_unit_the_table_accepts():
+    with pytest.raises(JanitorError) as info:
+        _pressure._threshold("low", "20 GBs")
+    message = info.value.message
+    assert "'20 GBs'" in message and "PB, EB, ZB, YB" in message and "KiB to YiB" in message
+    assert _pressure._threshold("low", "1 YB") == ("bytes", 10 ** 24)  # what the message promises is accepted
+    assert _pressure._threshold("low", "1 YiB") == ("bytes", 2 ** 80)
+
+
 def test_percent_bounds_round_towards_the_safe_side():
     free_space = _pressure.parse_free_space({"high": "85%", "low": "80%"})
     assert free_space.bounds(1000) == (850, 800)
