@@ -8,6 +8,7 @@ kind and on a TLS engine started for each other kind, one at a time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -32,16 +33,24 @@ def pki(tmp_path_factory):
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-@pytest.fixture(scope="module")
-def tls_daemon(request, pki):
-    kinds = selected_kinds(request.config.getoption("--engines"))
-    kind = "legacy" if "legacy" in kinds else kinds[0]
+@contextlib.contextmanager
+def _running_tls_engine(kind, pki):
+    """``(engine, port)`` of a TLS engine of ``kind``, stopped at the end; the test is skipped when none can start."""
     try:
         engine, port = tls_engine(kind, pki)
     except EngineUnavailable as exc:
         pytest.skip(str(exc))
-    yield engine, port
-    engine.stop()
+    try:
+        yield engine, port
+    finally:
+        engine.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_daemon(request, pki):
+    kinds = selected_kinds(request.config.getoption("--engines"))
+    with _running_tls_engine("legacy" if "legacy" in kinds else kinds[0], pki) as started:
+        yield started
 
 
 def _verified(pki, host, **extra):
@@ -249,16 +258,11 @@ def pytest_generate_tests(metafunc):
 def tls_store(pki, tls_daemon, store_kind):
     """``(engine, port)``: a TLS engine of ``store_kind`` (its unix socket stays, for the setup and the unix-socket
     runs). ``tls_daemon`` for its own kind; for another kind one started here and stopped before the next kind's."""
-    engine, port = tls_daemon
-    if engine.kind == store_kind:
-        yield engine, port
+    if tls_daemon[0].kind == store_kind:
+        yield tls_daemon
         return
-    try:
-        other, other_port = tls_engine(store_kind, pki)
-    except EngineUnavailable as exc:
-        pytest.skip(str(exc))
-    yield other, other_port
-    other.stop()
+    with _running_tls_engine(store_kind, pki) as started:
+        yield started
 
 
 @pytest.fixture
