@@ -757,70 +757,36 @@ def _root_layers(answer):
 
 
 class LayerReader:
-    """Every image's ``RootFS.Layers`` (diff IDs), read in threads of their own from the start of the run, and the
+    """Every image's ``RootFS.Layers`` (diff IDs), read in a thread of its own from the start of the run, and the
     history of the few images whose per-layer sizes the space freed needs (``histories``).
 
-    ``start()`` starts ``parallel`` workers that inspect the images in turn; ``layers()`` waits for every image and
-    returns ``{image ID: diff IDs}`` (an image deleted meanwhile by another client is left out); ``cancel()`` stops
-    sending. Engine errors come out of ``layers()`` as ``_errors`` exceptions.
+    ``start()`` sends the inspects (``parallel`` at a time, ``inspect_images``); ``layers()`` waits for every image
+    and returns ``{image ID: diff IDs}`` (an image deleted meanwhile by another client is left out); ``cancel()``
+    stops sending. Engine errors come out of ``layers()`` as ``_errors`` exceptions.
     """
 
     def __init__(self, engine, image_ids, parallel):
         self.engine = engine
         self.image_ids = tuple(image_ids)
         self.parallel = max(1, parallel)
-        self._queue = list(reversed(self.image_ids))  # taken from the end
-        self._answers = {}
-        self._taken = set()
-        self._cond = threading.Condition()
-        self._stopped = False
-        self._running = 0
-        self._threads = []
+        self._stop = threading.Event()
+        self._thread = None
+        self._answers = ()
         self._error = None
-        self._calls = None
 
     def start(self):
-        self._calls = bulk_calls(self.engine, self.parallel)
-        workers = min(self.parallel, len(self.image_ids))
-        self._running = workers
-        for _worker in range(workers):
-            thread = threading.Thread(target=self._work, name="janitor-layers", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        if not workers:
-            self._calls.close()
+        self._thread = threading.Thread(target=self._read, name="janitor-layers", daemon=True)
+        self._thread.start()
         return self
 
-    def _work(self):
+    def _read(self):
+        calls = bulk_calls(self.engine, self.parallel)
         try:
-            while True:
-                with self._cond:
-                    while self._queue and self._queue[-1] in self._taken:
-                        self._queue.pop()
-                    if self._stopped or not self._queue:
-                        return
-                    image_id = self._queue.pop()
-                    self._taken.add(image_id)
-                try:
-                    answer = self._calls.inspect_image(image_id)
-                except EngineAPIError as exc:
-                    answer = exc
-                except Exception as exc:  # noqa: BLE001 - handed to the planning thread in layers()
-                    with self._cond:
-                        self._error = self._error or exc
-                        self._stopped = True
-                        self._cond.notify_all()
-                    return
-                with self._cond:
-                    self._answers[image_id] = answer
-                    self._cond.notify_all()
+            self._answers = calls.inspect_images(self.image_ids, stop=self._stop)
+        except Exception as exc:  # noqa: BLE001 - handed to the planning thread in layers()
+            self._error = exc
         finally:
-            with self._cond:
-                self._running -= 1
-                last = self._running == 0
-                self._cond.notify_all()
-            if last:
-                self._calls.close()
+            calls.close()
 
     def layers(self):
         return {image_id: _root_layers(answer) for image_id, answer in self.inspections().items()}
@@ -828,8 +794,7 @@ class LayerReader:
     def inspections(self):
         """``{image ID: its inspect answer}`` for every image still there (waits for all of them): the layers, and
         ``Metadata.LastTagTime`` for the last use, come from the same one inspect per image."""
-        for thread in self._threads:
-            thread.join()
+        self._thread.join()
         if self._error is not None:
             error = self._error
             if not isinstance(error, JanitorError):
@@ -838,10 +803,7 @@ class LayerReader:
             error.args = (error.message,)
             raise error
         found = {}
-        for image_id in self.image_ids:
-            answer = self._answers.get(image_id)
-            if answer is None:
-                continue
+        for image_id, answer in self._answers:
             if isinstance(answer, EngineAPIError):
                 if answer.status == 404:
                     continue  # a vanished image has no layers to predict
@@ -868,8 +830,6 @@ class LayerReader:
         return found
 
     def cancel(self):
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-        for thread in self._threads:
-            thread.join()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
