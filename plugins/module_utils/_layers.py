@@ -228,20 +228,24 @@ class LayerTable:
         image's own content (config, manifest) beyond that of the image its top layer is counted with
         (``released`` as for ``missing``)."""
         _released, weights, tops = self._sets(deleted, remaining, container_images, released)
-        total = 0
-        for chain, weight in weights.items():
-            value = self._up_to(chain, tops)
-            if value is None:  # no image that stays holds it: estimated (see _estimate)
-                value = self._estimate(chain, tops)
-            total += weight * value
-        for image_id in set(deleted):
-            chains = self.chains.get(image_id)
-            if image_id not in self.totals or chains is None:
-                continue
-            # what the engine counts for the image beyond the image its top layer is counted with: nothing on the
-            # classic store (the same layers, the same size); its own config and manifest on the containerd store
-            total += self.totals[image_id] - (tops[chains[-1]][0] if chains else 0)
+        total = sum(weight * self._sized(chain, tops) for chain, weight in weights.items())
+        total += sum(self._own(image_id, tops) or 0 for image_id in set(deleted))
         return max(0, total)
+
+    def _sized(self, chain, tops):
+        """Bytes up to ``chain``: from the listed sizes and histories, else (no image that stays holds it)
+        estimated (see ``_estimate``)."""
+        value = self._up_to(chain, tops)
+        return self._estimate(chain, tops) if value is None else value
+
+    def _own(self, image_id, tops):
+        """What the engine counts for a deleted image beyond the image its top layer is counted with: nothing on the
+        classic store (the same layers, the same size); its own config and manifest on the containerd store. None
+        for an image the table does not know."""
+        chains = self.chains.get(image_id)
+        if image_id not in self.totals or chains is None:
+            return None
+        return self.totals[image_id] - (tops[chains[-1]][0] if chains else 0)
 
     def _estimate(self, chain, tops):
         """Bytes up to ``chain`` without a history: between the nearest image top below it and the smallest image top
@@ -280,14 +284,13 @@ class LayerTable:
 
         def up_to(chain):
             if chain not in known:
-                value = self._up_to(chain, tops)
-                known[chain] = self._estimate(chain, tops) if value is None else value
+                known[chain] = self._sized(chain, tops)
             return known[chain]
 
         per_chain = {chain: up_to(chain) - up_to(parents.get(chain)) for chain in chains}
         per_image = {}
         for image_id in image_ids:
-            image_chains = self.chains.get(image_id)
-            if image_id in self.totals and image_chains is not None:
-                per_image[image_id] = self.totals[image_id] - (tops[image_chains[-1]][0] if image_chains else 0)
+            own = self._own(image_id, tops)
+            if own is not None:
+                per_image[image_id] = own
         return per_chain, per_image
