@@ -506,14 +506,15 @@ def slash_warnings(snapshot, policy):
     """A warning for each ``exclude`` glob or ``reference`` pattern that matches no image but would match one if
     ``*`` and ``?`` crossed ``/`` (``*:stable`` and ``registry.example.com/shop/web:stable``), naming the pattern
     and one such reference. A pattern that simply has nothing to match today is normal: no warning."""
-    patterns = [("filters.reference", p) for p in policy.patterns] + [("exclude", t) for t, _rx in policy.exclude_rx]
-    patterns = [(option, pattern) for option, pattern in patterns if "*" in pattern or "?" in pattern]
+    patterns = [("filters.reference", p, rx) for p, rx in zip(policy.patterns, policy.reference_rx)]
+    patterns += [("exclude", t, rx) for t, rx in policy.exclude_rx]
+    patterns = [(option, pattern, rx) for option, pattern, rx in patterns if "*" in pattern or "?" in pattern]
     if not patterns:
         return []
     refs = sorted({ref for image in snapshot.images for ref in image.references})
     warnings = []
-    for option, pattern in patterns:
-        if any(reference_matches([compile_glob(pattern, option)], ref) for ref in refs):
+    for option, pattern, rx in patterns:
+        if any(reference_matches([rx], ref) for ref in refs):
             continue
         wide = compile_glob(pattern, option, cross_slash=True)
         example = next((ref for ref in refs if reference_matches([wide], ref)), None)
