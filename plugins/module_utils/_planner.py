@@ -785,10 +785,10 @@ def plan_platforms(snapshot, requests, platforms, images_data, policy, rules, no
             entries.append((key, manifest["ID"]))
             available[manifest["ID"]] = available.get(manifest["ID"], False) or bool(manifest.get("Available"))
         manifests_of[image_id] = entries
-    unique = []
+    first = {}
     for request in requests:
-        if request.image_id not in {r.image_id for r in unique}:
-            unique.append(request)
+        first.setdefault(request.image_id, request)
+    unique = list(first.values())
     skip, remove_first = _policy_decisions(state, [dataclasses.replace(r, kind="id") for r in unique], policy)
     steps, skipped = [], []
     for request in unique:
