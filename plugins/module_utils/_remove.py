@@ -109,7 +109,8 @@ class ImageRemover:
 
     def layer_reader(self, client, snapshot):
         """Every image's layers, for the released layers and the space the run frees (check mode and real run
-        alike). The inspects start at once and run beside planning, and in the real run beside the removals."""
+        alike). The inspects start at once and run beside planning; the real run waits for them before its first
+        removal."""
         if not snapshot.images:
             return None
         return _transport.LayerReader(client, [image.id for image in snapshot.images], self.params["parallel"]).start()
