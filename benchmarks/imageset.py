@@ -45,7 +45,7 @@ if str(REPO) not in sys.path:
 
 from tests.harness.engines import Engine  # noqa: E402
 from tests.harness.images import EPOCH, ImageFactory, ImageSpec  # noqa: E402
-from tests.harness.world import KiB, MiB, RestorableEngine, random_bytes  # noqa: E402
+from tests.harness.world import KiB, MiB, RestorableEngine, pull, push, random_bytes, split_ref  # noqa: E402
 
 LABEL_KEY = "janitor.bench"
 SET_LABEL = f"{LABEL_KEY}=set"
@@ -140,26 +140,14 @@ def _app_spec(i: int, tags: list[str], layers: _Layers) -> ImageSpec:
                      layers.app_stack(i))
 
 
-def _split(ref: str) -> tuple[str, str]:
-    repo, _sep, tag = ref.rpartition(":")
-    return repo, tag
-
-
 def _push_and_pull_back(engine: Engine, refs: list[str]) -> None:
     """Push each ``<reg>/repo:tag``, remove it, and pull it back: no ``Parent``, real ``RepoDigests``."""
-    api = engine.api
     for ref in refs:
-        repo, tag = _split(ref)
-        for chunk in api.push(repo, tag=tag, stream=True, decode=True):
-            if "error" in chunk:
-                raise RuntimeError(f"push of {ref} failed on {engine.kind}: {chunk['error']}")
+        push(engine, *split_ref(ref))
     for ref in refs:
-        api.remove_image(ref)
+        engine.api.remove_image(ref)
     for ref in refs:
-        repo, tag = _split(ref)
-        for chunk in api.pull(repo, tag=tag, stream=True, decode=True):
-            if "error" in chunk:
-                raise RuntimeError(f"pull of {ref} failed on {engine.kind}: {chunk['error']}")
+        pull(engine, *split_ref(ref))
 
 
 def _check_pulled(engine: Engine, pulled: list[str], base_ref: str, app_ref: str | None) -> None:

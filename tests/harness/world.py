@@ -106,13 +106,22 @@ def _dockerfile(image: Layered, base_ref: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _push(engine: Engine, name: str, tag: str) -> None:
+def push(engine: Engine, name: str, tag: str) -> None:
+    """Push ``name:tag`` from ``engine``; a failure the registry streams back is raised."""
     for chunk in engine.api.push(name, tag=tag, stream=True, decode=True):
         if "error" in chunk:
             raise RuntimeError(f"push of {name}:{tag} failed on {engine.kind}: {chunk['error']}")
 
 
-def _split(ref: str) -> tuple[str, str]:
+def pull(engine: Engine, name: str, tag: str) -> None:
+    """Pull ``name:tag`` onto ``engine``; a failure the engine streams back is raised."""
+    for chunk in engine.api.pull(name, tag=tag, stream=True, decode=True):
+        if "error" in chunk:
+            raise RuntimeError(f"pull of {name}:{tag} failed on {engine.kind}: {chunk['error']}")
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``repo:tag`` -> ``(repo, tag)`` (the registry's port stays in the repository)."""
     repo, _sep, tag = ref.rpartition(":")
     return repo, tag
 
@@ -134,20 +143,18 @@ def make_world(engine: Engine, registry) -> World:
             dockerfile = dockerfile.replace("COPY f0", "COPY busybox /bin/busybox\nCOPY f0", 1)
         image_id = factory.build(dockerfile, files, tag=f"{host}/{image.ref}")
         for ref in (image.ref, *image.extra_tags):
-            repo, tag = _split(ref)
+            repo, tag = split_ref(ref)
             api.tag(image_id, f"{host}/{repo}", tag, force=True)
-            _push(engine, f"{host}/{repo}", tag)
+            push(engine, f"{host}/{repo}", tag)
             pushed.append(ref)
     engine.reset()  # nothing local is left: every image below comes back from the registry
     for ref in pushed:
-        repo, tag = _split(ref)
-        for chunk in api.pull(f"{host}/{repo}", tag=tag, stream=True, decode=True):
-            if "error" in chunk:
-                raise RuntimeError(f"pull of {host}/{ref} failed on {engine.kind}: {chunk['error']}")
+        repo, tag = split_ref(ref)
+        pull(engine, f"{host}/{repo}", tag)
         world.references[ref] = f"{host}/{ref}"
         world.ids[ref] = api.inspect_image(f"{host}/{ref}")["Id"]
     for short, target in LOCAL_TAGS.items():
-        repo, tag = _split(short)
+        repo, tag = split_ref(short)
         api.tag(world.ids[target], repo, tag, force=True)
         world.references[short] = short
         world.ids[short] = world.ids[target]
