@@ -587,6 +587,13 @@ def _inspect_many(calls, images, stop):
     return done
 
 
+def _sdk_json(client, verb, path, name, params):
+    """A request the SDK has no method for (query parameters it does not pass: ``manifests``, ``platforms``), sent
+    and decoded by the SDK's own request helpers; ``path`` with ``{0}`` for ``name``."""
+    send = client._get if verb == "get" else client._delete  # pylint: disable=protected-access
+    return client._result(send(client._url(path, name), params=params), True)  # pylint: disable=protected-access
+
+
 class _SDKEngine:
     """A daemon on tcp://, TLS or ssh://, through the Docker SDK's ``APIClient``; failures as ``_errors`` types."""
 
@@ -640,10 +647,8 @@ class _SDKEngine:
 
     def image_manifests(self, image):
         """The image's inspect with its manifests (``Manifests``: API 1.48+, the containerd image store)."""
-        client = self.client
-        return self.call(lambda: client._result(  # pylint: disable=protected-access
-            client._get(client._url("/images/{0}/json", image), params={"manifests": 1}), True),  # pylint: disable=protected-access
-            f"inspecting image {image}")
+        return self.call(_sdk_json, f"inspecting image {image}", self.client, "get", "/images/{0}/json", image,
+                         [("manifests", 1)])
 
     def df(self):
         return self.call(self.client.df, "reading the disk usage (system df)")
@@ -698,11 +703,9 @@ class _SDKCalls:
         if not platforms:
             return self.engine.call(self.engine.client.remove_image, f"removing image {image}", image, force=force,
                                     noprune=noprune)
-        client = self.engine.client
         params = [("force", force), ("noprune", noprune)] + [("platforms", p) for p in platforms]
-        return self.engine.call(lambda: client._result(  # pylint: disable=protected-access
-            client._delete(client._url("/images/{0}", image), params=params), True),  # pylint: disable=protected-access
-            f"removing image {image}")
+        return self.engine.call(_sdk_json, f"removing image {image}", self.engine.client, "delete", "/images/{0}",
+                                image, params)
 
     def remove_container(self, container):
         self.engine.call(self.engine.client.remove_container, f"removing container {container[:12]}", container)
