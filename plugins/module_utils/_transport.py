@@ -807,12 +807,26 @@ class LayerReader:
             raise error
         found = {}
         for image_id, answer in self._answers:
+            if isinstance(answer, EngineAPIError) and answer.status != 404:
+                answer = self._asked_again(image_id, answer)
             if isinstance(answer, EngineAPIError):
-                if answer.status == 404:
-                    continue  # a vanished image has no layers to predict
-                raise answer
+                continue  # a vanished image has no layers to predict
             found[image_id] = answer if isinstance(answer, dict) else {}
         return found
+
+    def _asked_again(self, image_id, error):
+        """The inspect of an image that answered ``error`` (not a 404), sent once more: an image another client was
+        deleting meanwhile gets other errors first (the graph driver answers 500 ``layer does not exist``), then a
+        404, which is what the caller leaves out. Any other answer to the second inspect raises ``error``."""
+        calls = bulk_calls(self.engine, 1)
+        try:
+            return calls.inspect_image(image_id)
+        except EngineAPIError as exc:
+            if exc.status == 404:
+                return exc
+            raise error from exc
+        finally:
+            calls.close()
 
     def histories(self, image_ids):
         """``{image ID: the Size of each history entry, newest first}`` for a few images (the per-layer sizes the

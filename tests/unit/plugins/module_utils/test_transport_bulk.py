@@ -236,6 +236,44 @@ def test_layer_reader_leaves_out_vanished_images(fake):
     assert found == {iid(1): (fake.layers[iid(1)],), iid(3): (fake.layers[iid(3)],)}
 
 
+class _DeletingMeanwhile:
+    """An engine on which another client is deleting ``deleting``: its inspect answers 500 ``layer does not exist``
+    once, then ``then`` (404: gone; 500: still that error)."""
+
+    def __init__(self, deleting, then):
+        self.deleting = deleting
+        self.then = then
+        self.asked = []
+
+    def inspect_image(self, image):
+        self.asked.append(image)
+        if image != self.deleting:
+            return {"Id": image, "RootFS": {"Type": "layers", "Layers": ["sha256:" + image[7:][::-1]]}}
+        if self.asked.count(image) == 1:
+            raise _errors.EngineAPIError(f"inspecting image {image}: layer does not exist", status=500,
+                                         explanation="layer does not exist")
+        status, text = self.then
+        raise _errors.EngineAPIError(f"inspecting image {image}: {text}", status=status, explanation=text)
+
+    def close(self):
+        pass
+
+
+def test_layer_reader_leaves_out_an_image_deleted_meanwhile_that_first_answered_an_error():
+    engine = _DeletingMeanwhile(iid(2), (404, f"No such image: {iid(2)}"))
+    found = _transport.LayerReader(engine, [iid(1), iid(2), iid(3)], 2).start().layers()
+    assert found == {iid(1): ("sha256:" + iid(1)[7:][::-1],), iid(3): ("sha256:" + iid(3)[7:][::-1],)}
+    assert engine.asked.count(iid(2)) == 2
+
+
+def test_layer_reader_raises_an_error_that_stays_when_asked_again():
+    engine = _DeletingMeanwhile(iid(2), (500, "layer does not exist"))
+    with pytest.raises(_errors.EngineAPIError) as info:
+        _transport.LayerReader(engine, [iid(1), iid(2)], 2).start().layers()
+    assert info.value.status == 500 and "layer does not exist" in info.value.message
+    assert engine.asked.count(iid(2)) == 2
+
+
 def test_layer_reader_reports_a_lost_engine_as_our_error(fake):
     engine = _connected(fake, timeout=1)
     fake.stall = "/images/"
