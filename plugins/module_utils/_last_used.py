@@ -22,10 +22,7 @@ never a failure: the file only improves the order, it never decides alone what i
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-
+from ansible_collections.janitor.docker.plugins.module_utils import _statefile
 from ansible_collections.janitor.docker.plugins.module_utils._errors import EngineAPIError, JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils._selection import parse_until
 
@@ -118,13 +115,11 @@ def next_state(snapshot, remembered, container_uses, now, deleted=()):
 def load_state(path):
     """``(images, warning)``: the remembered {image ID: {last_used, seen}}, and why it is empty when the file is
     unreadable or not ours. A missing file is the first run: empty, no warning."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
+    data, problem = _statefile.read_json(path)
+    if problem is not None:
+        return {}, f"last_used_state: {path} cannot be read ({problem}); starting afresh"
+    if data is None:
         return {}, None
-    except (OSError, ValueError) as exc:
-        return {}, f"last_used_state: {path} cannot be read ({exc}); starting afresh"
     images = data.get("images") if isinstance(data, dict) else None
     if not isinstance(images, dict) or data.get("version") != STATE_VERSION:
         return {}, (f"last_used_state: {path} is not a janitor.docker state file of version {STATE_VERSION}; "
@@ -142,30 +137,7 @@ def load_state(path):
 
 def save_state(path, images):
     """Write the state atomically; returns a warning instead of raising (the images are already removed)."""
-    directory = os.path.dirname(path) or "."
-    text = json.dumps({"version": STATE_VERSION, "images": images}, sort_keys=True, indent=1)
-    temp = None
-    try:
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=".last-used-", suffix=".tmp", dir=directory)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-        temp = None
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as exc:
-        return f"last_used_state: {path} could not be written ({exc}); the next run starts from what it finds"
-    finally:
-        if temp is not None:
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
+    problem = _statefile.write_json(path, {"version": STATE_VERSION, "images": images}, ".last-used-")
+    if problem is not None:
+        return f"last_used_state: {path} could not be written ({problem}); the next run starts from what it finds"
     return None

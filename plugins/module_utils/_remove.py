@@ -5,7 +5,8 @@
 """One run of ``image_remove``: options -> ``Selection`` (validated before connecting) -> ``_snapshot.read`` ->
 ``resolve`` -> (``free_space`` / ``unused_for``: the least-recently-used choice) -> ``_planner`` -> check mode:
 ``_result.build(plan)``; real run: ``_executor.apply`` -> the engine's result -> the last-used state file -> the
-result as returned (``msg``, ``free_space``, ``diff``).
+result as returned (``msg``, ``free_space``, ``diff``). Beside it from the snapshot on, the images' layers are read
+(``_transport.LayerReader``), those the ``layer_cache`` file knows excepted, and the file is written at the end.
 
 The module builds the ``AnsibleModule`` and turns ``_errors`` into ``fail_json``; this file never sees it: it gets
 the parameters, check mode, diff mode and a ``warn(message)`` callable.
@@ -21,6 +22,7 @@ from ansible_collections.janitor.docker.plugins.module_utils import (
     _errors,
     _executor,
     _last_used,
+    _layer_cache,
     _layers,
     _planner,
     _pressure,
@@ -47,6 +49,7 @@ class ImageRemover:
         self.pressure = _pressure.Pressure()
         self.state = None  # what a run with free_space, unused_for or last_used_state carries (PressureRun)
         self.platforms = ()
+        self.cache = None  # the layer_cache file's entries (_layer_cache.LayerCache)
         self._table = None
 
     def validate(self):
@@ -110,10 +113,28 @@ class ImageRemover:
     def layer_reader(self, client, snapshot):
         """Every image's layers, for the released layers and the space the run frees (check mode and real run
         alike). The inspects start at once and run beside planning; the real run waits for them before its first
-        removal."""
+        removal. The images the ``layer_cache`` knows are not inspected, except with ``free_space`` or
+        ``unused_for``: those need each image's last tag time, which only its inspect gives."""
         if not snapshot.images:
             return None
-        return _transport.LayerReader(client, [image.id for image in snapshot.images], self.params["parallel"]).start()
+        known = histories = None
+        if self.cache is not None:
+            histories = self.cache.histories(snapshot.images)
+            if not self.pressure.active:
+                known = self.cache.layers(snapshot.images)
+        return _transport.LayerReader(client, [image.id for image in snapshot.images], self.params["parallel"],
+                                      known=known, known_histories=histories).start()
+
+    def save_cache(self, snapshot, layer_reader):
+        """Write the ``layer_cache`` with what this run knows of the listed images (check mode too: it is the
+        module's cache, not the engine's state)."""
+        if self.cache is None or layer_reader is None:
+            return
+        layers = dict(layer_reader.known)
+        layers.update(layer_reader.read())
+        warning = self.cache.save(snapshot.images, layers, layer_reader.histories_read, self.now)
+        if warning:
+            self.warn(warning)
 
     def choose(self, client, snapshot, selected, layer_reader):
         """``free_space`` / ``unused_for``: the selection's images (no image in use) in least-recently-used order,
@@ -190,6 +211,10 @@ class ImageRemover:
 
     def run(self):
         self.validate()
+        if self.params.get("layer_cache"):
+            self.cache = _layer_cache.LayerCache.load(self.params["layer_cache"])
+            if self.cache.warning:
+                self.warn(self.cache.warning)
         client = _transport.connect(self.params)
         try:
             try:
@@ -223,6 +248,7 @@ class ImageRemover:
             finally:
                 if layer_reader is not None:
                     layer_reader.cancel()
+                    self.save_cache(snapshot, layer_reader)
             differences = _executor.differences(predicted, result, layers_predicted=False)
             if differences:
                 self.warn(f"the engine's answers differ from the plan (another client changed images during "

@@ -763,23 +763,29 @@ class LayerReader:
     """Every image's ``RootFS.Layers`` (diff IDs), read in a thread of its own from the start of the run, and the
     history of the few images whose per-layer sizes the space freed needs (``histories``).
 
-    ``start()`` sends the inspects (``parallel`` at a time, ``inspect_images``); ``layers()`` waits for every image
-    and returns ``{image ID: diff IDs}`` (an image deleted meanwhile by another client is left out); ``cancel()``
-    stops sending. Engine errors come out of ``layers()`` as ``_errors`` exceptions.
+    ``known`` and ``known_histories`` are what the run already knows (the ``layer_cache``): those images are not
+    inspected, those histories not read. ``start()`` sends the inspects of the others (``parallel`` at a time,
+    ``inspect_images``); ``layers()`` waits for every image and returns ``{image ID: diff IDs}`` (an image deleted
+    meanwhile by another client is left out); ``cancel()`` stops sending, and ``read()`` then gives what was
+    read (for the cache). Engine errors come out of ``layers()`` as ``_errors`` exceptions.
     """
 
-    def __init__(self, engine, image_ids, parallel):
+    def __init__(self, engine, image_ids, parallel, known=None, known_histories=None):
         self.engine = engine
-        self.image_ids = tuple(image_ids)
+        self.known = dict(known or {})
+        self.image_ids = tuple(image_id for image_id in image_ids if image_id not in self.known)
         self.parallel = max(1, parallel)
+        self.known_histories = dict(known_histories or {})
+        self.histories_read = {}
         self._stop = threading.Event()
         self._thread = None
         self._answers = ()
         self._error = None
 
     def start(self):
-        self._thread = threading.Thread(target=self._read, name="janitor-layers", daemon=True)
-        self._thread.start()
+        if self.image_ids:
+            self._thread = threading.Thread(target=self._read, name="janitor-layers", daemon=True)
+            self._thread.start()
         return self
 
     def _read(self):
@@ -791,13 +797,22 @@ class LayerReader:
         finally:
             calls.close()
 
+    def read(self):
+        """``{image ID: diff IDs}`` of the images inspected so far (after ``cancel()`` or ``layers()``), without
+        the ones the engine answered with an error; never raises."""
+        return {image_id: _root_layers(answer) for image_id, answer in self._answers if isinstance(answer, dict)}
+
     def layers(self):
-        return {image_id: _root_layers(answer) for image_id, answer in self.inspections().items()}
+        found = dict(self.known)
+        found.update((image_id, _root_layers(answer)) for image_id, answer in self.inspections().items())
+        return found
 
     def inspections(self):
         """``{image ID: its inspect answer}`` for every image still there (waits for all of them): the layers, and
-        ``Metadata.LastTagTime`` for the last use, come from the same one inspect per image."""
-        self._thread.join()
+        ``Metadata.LastTagTime`` for the last use, come from the same one inspect per image. The ``known`` images
+        are not among them."""
+        if self._thread is not None:
+            self._thread.join()
         if self._error is not None:
             error = self._error
             if not isinstance(error, JanitorError):
@@ -830,11 +845,15 @@ class LayerReader:
 
     def histories(self, image_ids):
         """``{image ID: the Size of each history entry, newest first}`` for a few images (the per-layer sizes the
-        listing does not give); an image deleted meanwhile is left out. Engine errors as ``_errors`` exceptions."""
+        listing does not give); an image deleted meanwhile is left out. Engine errors as ``_errors`` exceptions.
+        The ``known_histories`` are not read again; the ones read are kept in ``histories_read``."""
+        found = {image_id: self.known_histories[image_id] for image_id in image_ids if image_id in self.known_histories}
+        wanted = [image_id for image_id in image_ids if image_id not in found]
+        if not wanted:
+            return found
         calls = bulk_calls(self.engine, 1)
-        found = {}
         try:
-            for image_id in image_ids:
+            for image_id in wanted:
                 try:
                     entries = calls.history(image_id)
                 except EngineAPIError as exc:
@@ -842,6 +861,7 @@ class LayerReader:
                         continue
                     raise
                 found[image_id] = [entry.get("Size") or 0 for entry in entries or () if isinstance(entry, dict)]
+                self.histories_read[image_id] = found[image_id]
         finally:
             calls.close()
         return found

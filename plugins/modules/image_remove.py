@@ -224,6 +224,22 @@ options:
         mode. A missing file is the first run; an unreadable one is a warning; both start afresh, never a failure.
       - Off by default.
     type: path
+  layer_cache:
+    description:
+      - A file on the managed host (an absolute path, for example V(/var/cache/janitor-docker/layers.json)) that
+        remembers each image's layers between runs, so that a run inspects only the images it has not seen before.
+      - RV(space_reclaimed) needs the layers of every image, one inspect per image; on the containerd image store
+        an inspect costs more the more images there are, and those inspects are most of a dry run's time. An
+        image's layers cannot change while its ID stays the same (the ID is the digest of its config, manifest or
+        index); an entry is used only while the engine lists the image with the same ID and size.
+      - With O(free_space) or O(unused_for) every image is still inspected (each image's last tag time comes from
+        its inspect); the file is then only refreshed.
+      - Written at the end of every run, check mode included (it is the module's cache, not the engine's state),
+        atomically (a temporary file renamed over it). Entries of images no run has listed for 30 days are
+        dropped. A missing file is a cold start; an unreadable one, or a failed write, is a warning, never a
+        failure. See C(docs/performance.md).
+      - Off by default.
+    type: path
 notes:
   - O(images) accepts one string too.
   - "Deleted layers: the classic store reports the layer chain IDs it releases; the containerd image store
@@ -305,6 +321,12 @@ EXAMPLES = r"""
       label: built-by=ci
     unused_for: 30d
     last_used_state: /var/lib/janitor-docker/last-used.json
+
+- name: Every night on a CI runner, remove the images built by CI; remember the layers so each run inspects only new images
+  janitor.docker.image_remove:
+    filters:
+      label: built-by=ci
+    layer_cache: /var/cache/janitor-docker/layers.json
 
 - name: Same options as community.docker.docker_image_remove
   janitor.docker.image_remove:
@@ -543,6 +565,7 @@ def main():
         containers=dict(type="str", choices=["fail", "skip", "remove"]),
         parallel=dict(type="int", default=4),
         platforms=dict(type="list", elements="str"),
+        layer_cache=dict(type="path"),
         **_selection.SELECTION_ARGUMENT_SPEC,
         **_pressure.PRESSURE_ARGUMENT_SPEC,
     )

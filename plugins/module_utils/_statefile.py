@@ -1,0 +1,55 @@
+# Copyright: janitor.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The module's own JSON files on the managed host (``last_used_state``, ``layer_cache``): read, and written
+atomically - a temporary file in the same directory, flushed and synced, then renamed over the old one - so a
+reader never sees half a file and a run that dies while writing leaves the old one."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+
+def read_json(path):
+    """``(data, problem)``: the decoded file, or None and why (None and no problem when the file does not exist)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle), None
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as exc:
+        return None, str(exc)
+
+
+def write_json(path, data, prefix):
+    """Write ``data`` to ``path`` atomically (creating its directory); the ``OSError`` text on failure, else None."""
+    directory = os.path.dirname(path) or "."
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    temp = None
+    try:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+        temp = None
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        return str(exc)
+    finally:
+        if temp is not None:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+    return None
