@@ -103,7 +103,9 @@ class LayerCache:
         """Write the file: the entries kept, updated with ``layers`` and ``histories`` (what this run knows of the
         listed ``images``), ``seen`` set to ``now`` for every listed image, and entries unseen for
         ``KEEP_UNSEEN`` dropped. A warning if the file could not be written, else None."""
-        entries = {image_id: entry for image_id, entry in self.entries.items() if now - entry["seen"] <= KEEP_UNSEEN}
+        listed = {image.id for image in images}
+        entries = {image_id: entry for image_id, entry in self.entries.items()
+                   if image_id in listed or now - entry["seen"] <= KEEP_UNSEEN}
         for image in images:
             if image.id not in layers:
                 continue

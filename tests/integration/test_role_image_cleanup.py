@@ -69,7 +69,8 @@ def _inventory(fleet, name: str, extra_hosts: dict | None = None) -> str:
     hosts["charlie"]["image_cleanup_storage_docker_info"] = LOOP_LVM.read_text()
     hosts.update(extra_hosts or {})
     inventory = {"all": {
-        "vars": {"image_cleanup_rules": RULES, "image_cleanup_report_dir": str(fleet["tmp"] / name)},
+        "vars": {"image_cleanup_rules": RULES, "image_cleanup_report_dir": str(fleet["tmp"] / name),
+                 "image_cleanup_layer_cache": str(fleet["tmp"] / f"{name}-layers.json")},
         "children": {"docker_hosts": {"hosts": hosts}},
     }}
     path = fleet["tmp"] / f"{name}.yml"
@@ -115,6 +116,22 @@ def test_dry_run_changes_nothing_and_says_so(runs):
     assert "DRY RUN" in markdown
     summary = runs["check"].task(TASK + "Show this host's summary", "alpha")["msg"]
     assert summary[0].startswith("DRY RUN")
+
+
+def test_the_dry_run_remembers_every_image_layers_and_the_real_run_uses_them(runs, fleet):
+    """The dry run writes the layer cache (the hosts share one file here: their engines run on this machine), so
+    the real run reads the layers from it; its report equals the dry run's (the next test)."""
+    cache = json.loads((fleet["tmp"] / "main-layers.json").read_text())
+    assert cache["version"] == 1
+    for host, state in runs["before"].items():
+        listed = fleet["engines"][host].api.images(all=True)
+        missing = set(state["images"]) - set(cache["images"])
+        assert not missing, (host, missing)
+        for image in listed:
+            entry = cache["images"][image["Id"]]
+            assert entry["size"] == image["Size"]
+            layers = fleet["engines"][host].api.inspect_image(image["Id"])["RootFS"]["Layers"]
+            assert entry["layers"] == layers, (host, image["Id"])
 
 
 def test_dry_run_report_equals_real_report(runs):

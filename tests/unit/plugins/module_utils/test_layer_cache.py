@@ -1,0 +1,229 @@
+"""The ``layer_cache`` file (``_layer_cache``) and a run that uses it, against a fake daemon that logs its requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.janitor.docker.plugins.module_utils import _layer_cache, _transport
+from tests.harness.ansible_runner import run_module
+from tests.harness.faults import FakeEngine
+
+Image = namedtuple("Image", "id size")
+NOW = 1_800_000_000.0
+
+
+def iid(n):
+    return "sha256:" + f"{n:064x}"
+
+
+def diff(n):
+    return "sha256:" + f"{n:064x}"[::-1]
+
+
+def test_a_missing_file_is_a_cold_start(tmp_path):
+    cache = _layer_cache.LayerCache.load(str(tmp_path / "none.json"))
+    assert cache.entries == {} and cache.warning is None
+
+
+@pytest.mark.parametrize("text, words", [
+    ("{not json", ["cannot be read"]),
+    (json.dumps({"version": 9, "images": {}}), ["not a janitor.docker layer cache of version 1"]),
+    (json.dumps([1, 2]), ["not a janitor.docker layer cache of version 1"]),
+])
+def test_an_unreadable_file_is_a_warning_naming_it(tmp_path, text, words):
+    path = tmp_path / "layers.json"
+    path.write_text(text)
+    cache = _layer_cache.LayerCache.load(str(path))
+    assert cache.entries == {}
+    for word in words + [str(path), "every image is inspected"]:
+        assert word in cache.warning
+
+
+def test_entries_that_are_not_well_formed_are_ignored(tmp_path):
+    good = {"size": 10, "layers": [diff(1)], "seen": NOW}
+    images = {
+        iid(1): good,
+        iid(2): dict(good, size=True),
+        iid(3): dict(good, size=-1),
+        iid(4): dict(good, layers=["sha256:short"]),
+        iid(5): dict(good, layers=diff(1)),
+        iid(6): dict(good, history=[1, "2"]),
+        iid(7): dict(good, seen="yesterday"),
+        "sha256:nothex": good,
+        iid(8): dict(good, history=[0, 5]),
+    }
+    path = tmp_path / "layers.json"
+    path.write_text(json.dumps({"version": 1, "images": images}))
+    cache = _layer_cache.LayerCache.load(str(path))
+    assert sorted(cache.entries) == [iid(1), iid(8)] and cache.warning is None
+    assert cache.entries[iid(8)]["history"] == (0, 5)
+
+
+def test_an_entry_is_used_only_while_the_listed_size_is_the_same():
+    cache = _layer_cache.LayerCache("x", {iid(1): {"size": 10, "layers": (diff(1),), "seen": NOW, "history": (4, 6)},
+                                          iid(2): {"size": 20, "layers": (diff(2),), "seen": NOW}})
+    listed = [Image(iid(1), 10), Image(iid(2), 21), Image(iid(3), 30)]
+    assert cache.layers(listed) == {iid(1): (diff(1),)}
+    assert cache.histories(listed) == {iid(1): (4, 6)}
+
+
+def test_save_keeps_what_the_run_knows_and_drops_what_no_run_listed_for_30_days(tmp_path):
+    path = str(tmp_path / "sub" / "layers.json")
+    old = NOW - _layer_cache.KEEP_UNSEEN - 1
+    cache = _layer_cache.LayerCache(path, {
+        iid(1): {"size": 10, "layers": (diff(1),), "seen": old, "history": (10,)},  # listed again: kept, seen now
+        iid(2): {"size": 20, "layers": (diff(2),), "seen": old},  # not listed for 30 days: dropped
+        iid(3): {"size": 30, "layers": (diff(3),), "seen": NOW - 86400},  # not listed (removed): kept
+        iid(4): {"size": 40, "layers": (diff(4),), "seen": NOW - 86400},  # listed with another size: replaced
+    })
+    listed = [Image(iid(1), 10), Image(iid(4), 41), Image(iid(5), 50), Image(iid(6), 60)]
+    layers = {iid(1): (diff(1),), iid(4): (diff(40),), iid(5): (diff(5),)}  # iid(6): not read (cancelled)
+    assert cache.save(listed, layers, {iid(5): [0, 50], iid(4): [None]}, NOW) is None
+    again = _layer_cache.LayerCache.load(path)
+    assert again.warning is None
+    assert again.entries == {
+        iid(1): {"size": 10, "layers": (diff(1),), "seen": NOW, "history": (10,)},
+        iid(3): {"size": 30, "layers": (diff(3),), "seen": NOW - 86400},
+        iid(4): {"size": 41, "layers": (diff(40),), "seen": NOW},
+        iid(5): {"size": 50, "layers": (diff(5),), "seen": NOW, "history": (0, 50)},
+    }
+    assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+    assert os.listdir(tmp_path / "sub") == ["layers.json"]  # no temporary file left
+
+
+def test_a_failed_write_is_a_warning(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cache = _layer_cache.LayerCache(str(blocker / "layers.json"))
+    warning = cache.save([Image(iid(1), 1)], {iid(1): (diff(1),)}, {}, NOW)
+    assert str(blocker / "layers.json") in warning and "could not be written" in warning
+
+
+class _Engine:
+    """An engine that answers inspects and histories and records them."""
+
+    def __init__(self):
+        self.asked = []
+
+    def inspect_image(self, image):
+        self.asked.append(("inspect", image))
+        return {"Id": image, "RootFS": {"Layers": [diff(int(image[7:], 16))]}}
+
+    def history(self, image):
+        self.asked.append(("history", image))
+        return [{"Size": 7}, {"Size": 0}]
+
+    def close(self):
+        pass
+
+
+def test_the_layer_reader_inspects_only_what_it_does_not_know():
+    engine = _Engine()
+    reader = _transport.LayerReader(engine, [iid(1), iid(2), iid(3)], 2, known={iid(2): (diff(99),)},
+                                    known_histories={iid(1): (5,)}).start()
+    assert reader.layers() == {iid(1): (diff(1),), iid(2): (diff(99),), iid(3): (diff(3),)}
+    assert reader.read() == {iid(1): (diff(1),), iid(3): (diff(3),)}
+    assert reader.histories([iid(1), iid(3)]) == {iid(1): (5,), iid(3): [7, 0]}
+    assert sorted(engine.asked) == [("history", iid(3)), ("inspect", iid(1)), ("inspect", iid(3))]
+    assert reader.histories_read == {iid(3): [7, 0]}
+
+
+def test_a_reader_that_knows_every_image_sends_nothing():
+    engine = _Engine()
+    reader = _transport.LayerReader(engine, [iid(1)], 2, known={iid(1): (diff(1),)}).start()
+    assert reader.layers() == {iid(1): (diff(1),)} and reader.inspections() == {}
+    reader.cancel()
+    assert engine.asked == []
+
+
+# -- a run with the cache, against a fake daemon ---------------------------------------------------------------
+
+IMAGES = {"sha256:" + f"{n:x}" * 64: [f"app{n}:1"] for n in range(1, 8)}
+
+
+@pytest.fixture
+def fake():
+    with tempfile.TemporaryDirectory(prefix="jd-") as tmp:
+        with FakeEngine(Path(tmp) / "engine.sock", IMAGES) as daemon:
+            yield daemon
+
+
+def _inspects(fake):
+    return sorted(path.split("/images/", 1)[1][:-len("/json")] for method, path, _status in fake.log
+                  if method == "GET" and path.split("?")[0].endswith("/json") and "/images/sha256:" in path)
+
+
+def _run(fake, cache, check=True, **extra):
+    args = dict({"images": ["app1:1", "app2:1"], "docker_host": fake.url, "layer_cache": str(cache)}, **extra)
+    result = run_module("image_remove", args, check_mode=check)
+    assert not result.get("failed"), result
+    return result
+
+
+def _same(result):
+    return {key: value for key, value in result.items() if key not in ("warnings", "invocation")}
+
+
+def test_a_warm_run_inspects_no_image_the_cache_knows_and_predicts_the_same(fake, tmp_path):
+    cache = tmp_path / "layers.json"
+    cold = _run(fake, cache)
+    assert _inspects(fake) == sorted(IMAGES)
+    written = json.loads(cache.read_text())
+    assert written["version"] == 1
+    assert {image_id: entry["layers"] for image_id, entry in written["images"].items()} == \
+        {image_id: [fake.layers[image_id]] for image_id in IMAGES}
+    fake.log.clear()
+    warm = _run(fake, cache)
+    assert _inspects(fake) == []
+    assert _same(warm) == _same(cold) and warm["space_reclaimed"] == 2000 and warm["deleted_layers"]
+
+
+def test_an_entry_with_another_size_is_inspected_again(fake, tmp_path):
+    cache = tmp_path / "layers.json"
+    _run(fake, cache)
+    data = json.loads(cache.read_text())
+    data["images"][iid_of("app2:1")]["size"] = 999
+    cache.write_text(json.dumps(data))
+    fake.log.clear()
+    _run(fake, cache)
+    assert _inspects(fake) == [iid_of("app2:1")]
+    assert json.loads(cache.read_text())["images"][iid_of("app2:1")]["size"] == 1000
+
+
+def iid_of(tag):
+    return next(image_id for image_id, tags in IMAGES.items() if tag in tags)
+
+
+def test_a_real_run_with_a_warm_cache_deletes_without_inspecting(fake, tmp_path):
+    cache = tmp_path / "layers.json"
+    predicted = _run(fake, cache)
+    fake.log.clear()
+    real = _run(fake, cache, check=False)
+    assert _inspects(fake) == []
+    assert real["deleted"] == predicted["deleted"] and real["space_reclaimed"] == predicted["space_reclaimed"]
+    assert sorted(fake.deleted) == sorted(iid_of(tag) for tag in ("app1:1", "app2:1"))
+    # the deleted images' entries stay (the same image pulled again is known)
+    assert iid_of("app1:1") in json.loads(cache.read_text())["images"]
+
+
+def test_unused_for_inspects_every_image_for_its_tag_time(fake, tmp_path):
+    cache = tmp_path / "layers.json"
+    _run(fake, cache)
+    fake.log.clear()
+    result = _run(fake, cache, images=None, filters={"reference": "app1"}, unused_for="1d")
+    assert _inspects(fake) == sorted(IMAGES)
+    assert result["deleted"] == [iid_of("app1:1")]
+
+
+def test_an_unreadable_cache_is_a_warning_and_is_written_afresh(fake, tmp_path):
+    cache = tmp_path / "layers.json"
+    cache.write_text("{")
+    result = _run(fake, cache)
+    assert any(str(cache) in warning and "cannot be read" in warning for warning in result["warnings"])
+    assert set(json.loads(cache.read_text())["images"]) == set(IMAGES)
