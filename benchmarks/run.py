@@ -49,7 +49,7 @@ COMMUNITY_REQUIREMENTS = BENCH / "requirements-community.txt"
 DEFAULT_OUTPUT = BENCH / "results" / "latest.json"
 SMOKE_OUTPUT = CACHE / "bench-smoke.json"
 MODULE_PYTHON = REPO / ".venv" / "bin" / "python"
-DESTRUCTIVE = ("janitor_list", "janitor_filter", "docker_rmi", "community_prune")
+DESTRUCTIVE = ("janitor_list", "janitor_list_cold", "janitor_filter", "docker_rmi", "community_prune")
 
 
 def log(text: str) -> None:
@@ -254,6 +254,11 @@ def summarize(result: dict) -> dict:
                 "not_found"):
         if isinstance(result.get(key), list):
             out[key] = len(result[key])
+    if isinstance(result.get("space_reclaimed"), int):
+        out["space_reclaimed"] = result["space_reclaimed"]
+    cache_warnings = [str(w)[:300] for w in result.get("warnings") or () if "layer_cache" in str(w)]
+    if cache_warnings:
+        out["layer_cache_warnings"] = cache_warnings
     if isinstance(result.get("results"), list):
         items = result["results"]
         out["items"] = len(items)
@@ -296,8 +301,15 @@ def measure_size(runner: Runner, n: int, args) -> dict:
     be.save()
     log(f"N={n}: {image_set.describe()}")
     paths = playbooks.write_all(runner.workdir, image_set)
+    caches = playbooks.cache_paths(runner.workdir, n)
+    caches["warm"].unlink(missing_ok=True)
     rows: dict = {}
     size = {"set": image_set.describe(), "rows": rows}
+
+    def cold(check: bool) -> dict:
+        """The explicit list with its ``layer_cache`` file deleted just before the run: a first run."""
+        caches["cold"].unlink(missing_ok=True)
+        return runner.playbook(paths["janitor_list_cold"], check=check)
 
     def destructive(key: str, run) -> None:
         engine = be.restore()
@@ -314,10 +326,14 @@ def measure_size(runner: Runner, n: int, args) -> dict:
     for round_no in range(args.repeat):
         log(f"N={n}: round {round_no + 1}/{args.repeat}")
         be.restore()
+        if round_no == 0:
+            # untimed: one check run fills the warm rows' layer_cache, which then stays across the restores
+            size["layer_cache"] = warm_cache(runner, paths["janitor_list"], caches["warm"])
         memory_samples["check"] = runner.playbook(paths["janitor_list"], check=True,
                                                   rss_file=rss_path("check") if args.smoke else None,
                                                   keep_result=runner.workdir / playbooks.RECORDED_CHECK_RESULT)
         record(rows, "janitor_list_check", memory_samples["check"])
+        record(rows, "janitor_list_check_cold", cold(check=True))
         record(rows, "echo_check", runner.playbook(paths["echo_check"], check=True))
         record(rows, "janitor_filter_check", runner.playbook(paths["janitor_filter"], check=True))
         record(rows, "noop", runner.playbook(paths["noop"]))
@@ -330,6 +346,7 @@ def measure_size(runner: Runner, n: int, args) -> dict:
             record(rows, "janitor_list", memory_samples["real"], imageset.leftovers(engine, image_set))
         else:
             destructive("janitor_list", lambda: runner.playbook(paths["janitor_list"]))
+        destructive("janitor_list_cold", lambda: cold(check=False))
         destructive("janitor_filter", lambda: runner.playbook(paths["janitor_filter"]))
         destructive("docker_rmi", lambda: runner.docker_rmi(image_set))
         if runner.community_playbook:
@@ -371,6 +388,28 @@ def measure_size(runner: Runner, n: int, args) -> dict:
     size["space"] = space(runner, paths["janitor_list"])
     size["image_set"] = image_set
     return size
+
+
+def warm_cache(runner: Runner, playbook: Path, path: Path) -> dict:
+    """The untimed check run that fills the warm ``layer_cache``, and what the file then knows: its entries, and
+    how many of the images the engine lists it knows with their listed size (those the warm runs do not inspect;
+    the restored state lists the same IDs and sizes)."""
+    sample = runner.playbook(playbook, check=True)
+    out = {"path": path.name, "warming_run_seconds": round(sample["seconds"], 4), "warming_run_rc": sample["rc"]}
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8")).get("images") or {}
+        out["file_bytes"] = path.stat().st_size
+    except (OSError, ValueError, AttributeError) as exc:
+        entries = {}
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    listed = runner.engine.api.images(all=True)
+    out["entries"] = len(entries)
+    out["listed_images"] = len(listed)
+    out["listed_images_known"] = sum(1 for image in listed
+                                     if (entries.get(image["Id"]) or {}).get("size") == image.get("Size"))
+    log(f"  layer_cache warmed in {sample['seconds']:.3f} s (rc={sample['rc']}): {out['listed_images_known']} of "
+        f"{out['listed_images']} listed images known")
+    return out
 
 
 def space(runner: Runner, playbook: Path) -> dict:
@@ -416,23 +455,25 @@ PHASES = (
 )
 
 
-def profile(be: imageset.BenchEngine, image_set: imageset.ImageSet, out_path: Path) -> dict:
-    """Where the module's time goes at this N: phase wall times (no profiler), then cProfile of both modes."""
+def profile(be: imageset.BenchEngine, image_set: imageset.ImageSet, out_path: Path, caches: dict) -> dict:
+    """Where the module's time goes at this N: phase wall times (no profiler) with the warm ``layer_cache`` (the
+    timed rows' file) and cold (a file deleted just before the run), then cProfile of both modes, warm."""
     import importlib
 
     from tests.harness.ansible_runner import run_module
 
     utils = {name: importlib.import_module(f"ansible_collections.janitor.docker.plugins.module_utils.{name}")
              for name in ("_snapshot", "_references", "_selection", "_planner", "_result", "_executor",
-                          "_transport")}
+                          "_transport", "_layer_cache")}
     phases: dict = {}
     originals = []
+    inspected = []
 
     def wrap(owner, attr, label):
         original = getattr(owner, attr, None)
         if original is None:
             return
-        originals.append((owner, attr, original))
+        originals.append((owner, attr, vars(owner).get(attr, original)))  # restored as it was (a classmethod too)
 
         def timed(*a, **kw):
             started = time.perf_counter()
@@ -445,6 +486,15 @@ def profile(be: imageset.BenchEngine, image_set: imageset.ImageSet, out_path: Pa
     for module_name, func in PHASES:
         wrap(utils[module_name], func, f"{module_name}.{func}")
     wrap(utils["_transport"].LayerReader, "layers", "_transport.LayerReader.layers (waiting for the layer inspects)")
+    wrap(utils["_layer_cache"].LayerCache, "load", "_layer_cache.LayerCache.load (reading the layer_cache file)")
+    wrap(utils["_layer_cache"].LayerCache, "save", "_layer_cache.LayerCache.save (writing the layer_cache file)")
+    reader_start = utils["_transport"].LayerReader.start
+
+    def counted_start(reader):
+        inspected.append(len(reader.image_ids))
+        return reader_start(reader)
+    originals.append((utils["_transport"].LayerReader, "start", reader_start))
+    utils["_transport"].LayerReader.start = counted_start
     for method, request in (("start", "GET /version"), ("info", "GET /info"), ("images", "GET /images/json?all=1"),
                             ("containers", "GET /containers/json?all=1")):
         wrap(utils["_transport"]._UnixEngine, method, f"engine answer to {request}")  # pylint: disable=protected-access
@@ -452,13 +502,19 @@ def profile(be: imageset.BenchEngine, image_set: imageset.ImageSet, out_path: Pa
     out = {}
     report_text = io.StringIO()
     try:
-        for mode, check in (("check", True), ("real", False)):
+        for mode, check, cache in (("check", True, "warm"), ("real", False, "warm"), ("check_cold", True, "cold"),
+                                   ("real_cold", False, "cold")):
             engine = be.restore()
+            if cache == "cold":
+                caches["cold"].unlink(missing_ok=True)
             phases.clear()
+            inspected.clear()
             started = time.perf_counter()
-            result = run_module("image_remove", {**args, "docker_host": engine.url}, check_mode=check)
+            result = run_module("image_remove", {**args, "docker_host": engine.url, "layer_cache": str(caches[cache])},
+                                check_mode=check)
             total = time.perf_counter() - started
-            out[mode] = {"total_seconds": round(total, 4),
+            out[mode] = {"layer_cache": cache, "total_seconds": round(total, 4),
+                         "images_inspected": sum(inspected),
                          "phases": {k: round(v, 4) for k, v in sorted(phases.items(), key=lambda kv: -kv[1])},
                          "failed": result.failed}
     finally:
@@ -468,14 +524,15 @@ def profile(be: imageset.BenchEngine, image_set: imageset.ImageSet, out_path: Pa
         engine = be.restore()
         prof = cProfile.Profile()
         prof.enable()
-        run_module("image_remove", {**args, "docker_host": engine.url}, check_mode=check)
+        run_module("image_remove", {**args, "docker_host": engine.url, "layer_cache": str(caches["warm"])},
+                   check_mode=check)
         prof.disable()
         stream = io.StringIO()
         stats = pstats.Stats(prof, stream=stream)
         stats.sort_stats("cumulative").print_stats(30)
         stats.sort_stats("tottime").print_stats(20)
-        report_text.write(f"==== image_remove, explicit list, N={image_set.n}, {mode} mode, in-process cProfile "
-                          f"(main thread only; worker threads show as waiting) ====\n")
+        report_text.write(f"==== image_remove, explicit list, N={image_set.n}, {mode} mode, layer_cache warm, "
+                          f"in-process cProfile (main thread only; worker threads show as waiting) ====\n")
         report_text.write(stream.getvalue().replace(str(REPO) + "/", "").replace(str(COLLECTIONS) + "/", ""))
     started = time.perf_counter()
     subprocess.run([module_python(), "-c", "import ansible_collections.janitor.docker.plugins.modules.image_remove"],
@@ -549,6 +606,10 @@ def measure_engine(args, kind: str, output: Path, source, community_playbook) ->
         "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "smoke": args.smoke, "repeat": args.repeat, "machine": machine(), "janitor_docker": source,
         "community": community_version(community_playbook) if community_playbook else None,
+        "layer_cache": {"warm": "the janitor rows: layer_cache in the work dir, filled by one untimed check run per "
+                                "N before the rounds, kept across the restores",
+                        "cold": "the *_cold rows: the explicit list with its layer_cache file deleted just before "
+                                "each run (a first run)"},
         "sizes": {},
     }
     be = imageset.BenchEngine(kind, on_disk=args.on_disk)
@@ -567,7 +628,8 @@ def measure_engine(args, kind: str, output: Path, source, community_playbook) ->
                 n = max(sizes)
                 log(f"N={n}: profiling the module in-process")
                 profile_path = output.with_name(output.stem + "-profile.txt")
-                sizes[n]["profile"] = profile(be, sizes[n]["image_set"], profile_path)
+                sizes[n]["profile"] = profile(be, sizes[n]["image_set"], profile_path,
+                                              playbooks.cache_paths(runner.workdir, n))
     finally:
         be.close()
     for n, size in sizes.items():
@@ -579,7 +641,7 @@ def measure_engine(args, kind: str, output: Path, source, community_playbook) ->
                                            repeat=1 if args.smoke else 3)
     results["finished"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    results["targets"] = [{"target": t, "measured": m, "met": ok} for t, m, ok in report.targets(results)]
+    results["targets"] = report.targets(results)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = output.with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

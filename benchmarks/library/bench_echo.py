@@ -22,6 +22,7 @@ def main():
             containers=dict(type="str"),
             force=dict(type="bool", default=False),
             filters=dict(type="dict"),
+            layer_cache=dict(type="path"),
             result_file=dict(type="path", required=True),
         ),
         supports_check_mode=True,

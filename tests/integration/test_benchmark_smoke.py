@@ -19,9 +19,9 @@ from tests.harness.registry import REGISTRY_BIN
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() == "true"
-ROWS = ("janitor_list", "janitor_filter", "janitor_list_check", "janitor_filter_check", "docker_rmi", "noop",
-        "echo_check")
-DESTRUCTIVE = ("janitor_list", "janitor_filter", "docker_rmi")
+ROWS = ("janitor_list", "janitor_list_cold", "janitor_filter", "janitor_list_check", "janitor_list_check_cold",
+        "janitor_filter_check", "docker_rmi", "noop", "echo_check")
+DESTRUCTIVE = ("janitor_list", "janitor_list_cold", "janitor_filter", "docker_rmi")
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +88,29 @@ def test_every_removal_left_only_the_keep_images(smoke):
 def test_check_mode_predicts_the_real_run(smoke):
     results, _table = smoke
     rows = results["sizes"]["20"]["rows"]
-    for mode in ("list", "filter"):
-        predicted = rows[f"janitor_{mode}_check"]["samples"][0]["result"]
+    for mode in ("list", "filter", "list_cold"):
+        check_key = "janitor_list_check_cold" if mode == "list_cold" else f"janitor_{mode}_check"
+        predicted = rows[check_key]["samples"][0]["result"]
         real = rows[f"janitor_{mode}"]["samples"][0]["result"]
-        assert predicted == real
+        assert predicted == real, mode
         assert real["deleted"] == 20 and real["containers_removed"] == 5 and not real["failed"]
+        assert real["space_reclaimed"] > 0 and "layer_cache_warnings" not in real
     # the echo row plays row 2's result back unchanged: Ansible's share is measured on the very same result
     assert rows["echo_check"]["samples"][0]["result"] == rows["janitor_list_check"]["samples"][0]["result"]
+
+
+def test_warm_rows_ran_with_a_filled_layer_cache(smoke):
+    results, _table = smoke
+    size = results["sizes"]["20"]
+    cache = size["layer_cache"]
+    # the untimed warming run filled the file with every listed image (the set and the keep images) at its size
+    assert cache["warming_run_rc"] == 0 and "error" not in cache
+    assert cache["listed_images"] == 20 + size["set"]["keep_images"]
+    assert cache["listed_images_known"] == cache["listed_images"] == cache["entries"]
+    # the warm and the cold runs report the same removal and the same space: the cache changes only the time
+    rows = size["rows"]
+    assert rows["janitor_list"]["samples"][0]["result"] == rows["janitor_list_cold"]["samples"][0]["result"]
+    assert rows["janitor_list_check"]["samples"][0]["result"] == rows["janitor_list_check_cold"]["samples"][0]["result"]
 
 
 def test_memory_planner_and_report(smoke):
@@ -106,6 +122,15 @@ def test_memory_planner_and_report(smoke):
     planner = results["planner"]
     for case in ("list", "filter"):
         assert planner[case]["plan_seconds"] > 0 and planner[case]["steps"] > 0
-    assert {t["target"].split(",")[0] for t in results["targets"]} >= {"whole process ≤ 1.5 × docker rmi"}
-    assert "| 3. docker rm + docker rmi" in table and "| target | measured | met |" in table
+    targets = {t["target"].split(",")[0]: t for t in results["targets"]}
+    assert set(targets) >= {"whole process ≤ 1.5 × docker rmi", "module time (row 1 − row 5) ≤ 1.0 × docker rmi"}
+    # the issue-18 targets are judged on the warm rows, with the cold figures beside them
+    for name in ("whole process ≤ 1.5 × docker rmi", "check-mode module time ≤ 0.8 s on the legacy engine"):
+        assert targets[name]["measured"] != "not measured" and targets[name]["cold_measured"] != "not measured"
+        assert isinstance(targets[name]["met"], bool) and isinstance(targets[name]["cold_met"], bool)
+    assert "| 3. docker rm + docker rmi" in table
+    assert "| target | warm layer_cache (the role's default; a host from its second run on) | met | cold" in table
+    assert "| 1. janitor.docker.image_remove, explicit list (whole ansible-playbook), layer_cache warm |" in table
+    assert "| 1. janitor.docker.image_remove, explicit list (whole ansible-playbook), cold: layer_cache file" in table
+    assert "| module time, explicit list, --check, cold: layer_cache file deleted just before the run |" in table
     assert "| of which image_remove's own work, explicit list, --check" in table
