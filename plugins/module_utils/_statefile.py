@@ -14,11 +14,12 @@ import tempfile
 
 
 def read_json(path):
-    """``(data, problem)``: the decoded file, or None and why (None and no problem when the file does not exist)."""
+    """``(data, problem)``: the decoded file, or None and why (None and no problem when the file does not exist,
+    a directory above it included: a parent that is a regular file is the write's problem, said once)."""
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle), None
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None, None
     except (OSError, ValueError) as exc:
         return None, str(exc)

@@ -90,6 +90,8 @@ def test_bad_entries_are_dropped(tmp_path):
 def test_an_unwritable_state_file_is_a_warning(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
+    # the read finds no file (a cold start, no warning); the write says why the path cannot be used, once
+    assert _last_used.load_state(str(blocker / "state.json")) == ({}, None)
     warning = _last_used.save_state(str(blocker / "state.json"), {})
     assert "could not be written" in warning
     assert sorted(os.listdir(tmp_path)) == ["file"]
