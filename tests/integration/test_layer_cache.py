@@ -23,7 +23,7 @@ import pytest
 
 from tests.harness.ansible_runner import run_module
 from tests.harness.images import ImageSpec
-from tests.harness.world import random_bytes
+from tests.harness.world import pull, random_bytes, split_ref
 
 pytestmark = pytest.mark.engine
 
@@ -221,6 +221,33 @@ def test_warm_run_takes_the_layers_from_the_file_while_the_listed_size_matches(f
     assert not _cache_warnings(ignored), ignored.warning_texts
     assert _core(ignored) == plain
     assert _read(cache)[api]["layers"] == entries[api]["layers"] and _read(cache)[api]["size"] == sizes[api]
+
+
+def test_entry_of_a_removed_image_serves_it_pulled_again(fresh_world, engine_kind, tmp_path):
+    """A real run removes runtime/node:20 with a warm file; its entry stays; pulled back (the same ID and size), the
+    image is known: a node entry whose own layer is one no image has makes deleting it free that layer (the
+    engine's layers would not: apps/api:2.0 holds them)."""
+    engine, world = fresh_world.engine, fresh_world.world
+    node = world.ids["runtime/node:20"]
+    args = {"images": [world.ref("runtime/node:20")]}
+    cache = tmp_path / "layers.json"
+    plain = _core(_run(engine, args))
+    _run(engine, args, cache)
+    result = _core(_run(engine, args, cache, check_mode=False))
+    assert result["deleted"] == [node] and node not in _cli_images(engine)[0]
+    entries = _read(cache)
+    assert node in entries  # kept after the removal
+
+    pull(engine, *split_ref(world.ref("runtime/node:20")))
+    assert _listed_sizes(engine)[node] == entries[node]["size"]
+    assert _core(_run(engine, args, cache)) == plain
+    poisoned = list(entries[node]["layers"])
+    poisoned[-1] = FAKE_LAYER
+    _write(cache, dict(entries, **{node: dict(entries[node], layers=poisoned)}))
+    taken = _core(_run(engine, args, cache))
+    sizes = _listed_sizes(engine)
+    assert taken["deleted"] == [node]
+    assert taken["space_reclaimed"] == plain["space_reclaimed"] + sizes[node] - sizes[world.ids["base/debian:12"]]
 
 
 def test_history_sizes_read_are_cached_and_taken_while_the_listed_size_matches(fresh_world, images_for, engine_kind,
