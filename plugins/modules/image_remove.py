@@ -237,7 +237,7 @@ options:
       - Written at the end of every run, check mode included (it is the module's cache, not the engine's state),
         atomically (a temporary file renamed over it). Entries of images no run has listed for 30 days are
         dropped. A missing file is a cold start; an unreadable one, or a failed write, is a warning, never a
-        failure. See C(docs/performance.md).
+        failure. A relative path is refused before anything is read. See C(docs/space.md).
       - Off by default.
     type: path
 notes:

@@ -38,6 +38,8 @@ IMAGE_REMOVE = [
     ("empty tag", {"images": ["bad-input:"]}, ["bad-input:"]),
     ("tag without name", {"images": [":1"]}, ["':1'"]),
     ("bad tag option", {"images": ["bad-input"], "tag": "bad tag!"}, ["bad tag!"]),
+    ("relative layer_cache", {"images": ["bad-input"], "layer_cache": "layers.json"},
+     ["layer_cache", "'layers.json'", "not an absolute path", "/var/cache/janitor-docker/layers.json"]),
     ("empty tag option", {"images": ["bad-input"], "tag": ""}, ["tag"]),
     ("images as a dict", {"images": {"bad": "input"}}, ["images"]),
     ("containers choice", {"images": ["bad-input:1"], "containers": "delete"}, ["containers", "delete"]),

@@ -227,3 +227,10 @@ def test_an_unreadable_cache_is_a_warning_and_is_written_afresh(fake, tmp_path):
     result = _run(fake, cache)
     assert any(str(cache) in warning and "cannot be read" in warning for warning in result["warnings"])
     assert set(json.loads(cache.read_text())["images"]) == set(IMAGES)
+
+
+def test_a_relative_cache_path_fails_before_connecting(fake, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_module("image_remove", {"images": ["app1:1"], "docker_host": fake.url, "layer_cache": "layers.json"})
+    assert result.get("failed") and "layer_cache: 'layers.json' is not an absolute path" in result["msg"]
+    assert fake.log == [] and not (tmp_path / "layers.json").exists()
