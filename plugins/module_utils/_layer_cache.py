@@ -17,7 +17,8 @@ An entry: ``{"size": listed Size, "layers": [diff IDs, base first], "history": [
 (only for the few images whose history a run read), "seen": epoch seconds of the last run that listed it}``.
 Entries no run has listed for ``KEEP_UNSEEN`` seconds are dropped; a removed image's entry stays until then (the
 same image pulled again is known). The file is the module's own cache, not the engine's state: it is written in
-check mode too (a dry run warms it). A missing file is a cold start; an unreadable one, or an entry that is not
+check mode too (a dry run warms it), and only when a run learned something (a new image, a history) or a day
+after an entry's ``seen`` (``SEEN_REFRESH``), so a warm run writes nothing. A missing file is a cold start; an unreadable one, or an entry that is not
 well formed, is ignored (a warning for the file); a failed write is a warning: the cache never fails a run.
 """
 
@@ -29,6 +30,7 @@ from ansible_collections.janitor.docker.plugins.module_utils import _statefile
 
 CACHE_VERSION = 1
 KEEP_UNSEEN = 30 * 86400
+SEEN_REFRESH = 86400  # an entry's ``seen`` is moved on at most once a day, so a run that learns nothing new writes nothing
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}\Z")
 
 
@@ -101,8 +103,10 @@ class LayerCache:
 
     def save(self, images, layers, histories, now):
         """Write the file: the entries kept, updated with ``layers`` and ``histories`` (what this run knows of the
-        listed ``images``), ``seen`` set to ``now`` for every listed image, and entries unseen for
-        ``KEEP_UNSEEN`` dropped. A warning if the file could not be written, else None."""
+        listed ``images``), ``seen`` set to ``now`` for every listed image whose ``seen`` is ``SEEN_REFRESH`` old,
+        and entries unseen for ``KEEP_UNSEEN`` dropped. Nothing is written when that changes no entry (a warm run
+        on a host whose images are known), unless the file was unreadable. A warning if the file could not be
+        written, else None."""
         listed = {image.id for image in images}
         entries = {image_id: entry for image_id, entry in self.entries.items()
                    if image_id in listed or now - entry["seen"] <= KEEP_UNSEEN}
@@ -111,12 +115,15 @@ class LayerCache:
                 continue
             entry = entries.get(image.id)
             if entry is None or entry["size"] != image.size or tuple(entry["layers"]) != tuple(layers[image.id]):
-                entry = {"size": image.size, "layers": tuple(layers[image.id])}
-            entry = dict(entry, seen=float(now))
+                entry = {"size": image.size, "layers": tuple(layers[image.id]), "seen": float(now)}
+            elif now - entry["seen"] >= SEEN_REFRESH:
+                entry = dict(entry, seen=float(now))
             history = histories.get(image.id)
             if history is not None and all(_count(size) for size in history):
-                entry["history"] = tuple(history)
+                entry = dict(entry, history=tuple(history))
             entries[image.id] = entry
+        if entries == self.entries and self.warning is None:
+            return None
         self.entries = entries
         data = {"version": CACHE_VERSION,
                 "images": {image_id: dict(entry, layers=list(entry["layers"]),

@@ -160,7 +160,7 @@ def test_real_run_with_a_warm_cache_does_what_check_mode_said(fresh_world, engin
         assert abs(space - drop) <= 0.02 * drop + 64 * KiB, (space, drop)  # test_space.py's tolerance
     else:
         assert space == drop
-    # the file was written after the removals: still every image listed before, with its layers
+    # the file still holds every image listed before, with its layers (the removed ones stay)
     entries = _read(cache)
     assert ids_before <= set(entries)
     assert all(entries[image_id]["seen"] >= started - 1 for image_id in ids_before)

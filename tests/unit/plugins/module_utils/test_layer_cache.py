@@ -97,6 +97,32 @@ def test_save_keeps_what_the_run_knows_and_drops_what_no_run_listed_for_30_days(
     assert os.listdir(tmp_path / "sub") == ["layers.json"]  # no temporary file left
 
 
+def test_a_run_that_learns_nothing_new_writes_nothing(tmp_path):
+    path = tmp_path / "layers.json"
+    listed = [Image(iid(1), 10), Image(iid(2), 20)]
+    layers = {iid(1): (diff(1),), iid(2): (diff(2),)}
+    assert _layer_cache.LayerCache(str(path)).save(listed, layers, {}, NOW) is None
+    cache = _layer_cache.LayerCache.load(str(path))
+    path.write_text("untouched")  # a write would replace it
+    assert cache.save(listed, layers, {}, NOW + 3600) is None
+    assert path.read_text() == "untouched"
+    # a new history, or a day later (seen moves on), is written
+    assert cache.save(listed, layers, {iid(2): [20]}, NOW + 3600) is None
+    assert _layer_cache.LayerCache.load(str(path)).entries[iid(2)]["history"] == (20,)
+    path.write_text("untouched")
+    assert cache.save(listed, layers, {}, NOW + _layer_cache.SEEN_REFRESH) is None
+    entries = _layer_cache.LayerCache.load(str(path)).entries
+    assert {entry["seen"] for entry in entries.values()} == {NOW + _layer_cache.SEEN_REFRESH}
+
+
+def test_an_unreadable_file_is_written_afresh_even_when_nothing_is_new(tmp_path):
+    path = tmp_path / "layers.json"
+    path.write_text("{")
+    cache = _layer_cache.LayerCache.load(str(path))
+    assert cache.warning and cache.save([], {}, {}, NOW) is None
+    assert json.loads(path.read_text()) == {"version": 1, "images": {}}
+
+
 def test_a_failed_write_is_a_warning(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
