@@ -260,3 +260,32 @@ def test_a_relative_cache_path_fails_before_connecting(fake, tmp_path, monkeypat
     result = run_module("image_remove", {"images": ["app1:1"], "docker_host": fake.url, "layer_cache": "layers.json"})
     assert result.get("failed") and "layer_cache: 'layers.json' is not an absolute path" in result["msg"]
     assert fake.log == [] and not (tmp_path / "layers.json").exists()
+
+
+def test_runs_writing_the_same_file_at_once_leave_one_whole_file(tmp_path):
+    """Two runs on one host (two engines, or two playbooks) may write the file at the same moment: the last
+    rename wins, and the file is always one run's whole file, never a mix, with no temporary file left."""
+    import threading
+
+    path = str(tmp_path / "layers.json")
+    errors = []
+
+    def writer(k):
+        for round_no in range(20):
+            listed = [Image(iid(100 * k + n), n + 1) for n in range(30)]
+            warning = _layer_cache.LayerCache(path).save(
+                listed, {image.id: (diff(100 * k + n),) for n, image in enumerate(listed)}, {}, NOW + round_no)
+            if warning:
+                errors.append(warning)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(1, 7)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    cache = _layer_cache.LayerCache.load(path)
+    assert cache.warning is None and len(cache.entries) == 30
+    owners = {int(image_id[7:], 16) // 100 for image_id in cache.entries}
+    assert len(owners) == 1  # one writer's whole file
+    assert os.listdir(tmp_path) == ["layers.json"]
