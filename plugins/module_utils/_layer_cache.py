@@ -16,7 +16,8 @@ later changes the ``Size``, so the entry is read again.
 An entry: ``{"size": listed Size, "layers": [diff IDs, base first], "history": [per-entry sizes, newest first]
 (only for the few images whose history a run read), "seen": epoch seconds of the last run that listed it}``.
 Entries no run has listed for ``KEEP_UNSEEN`` seconds are dropped; a removed image's entry stays until then (the
-same image pulled again is known). The file is the module's own cache, not the engine's state: it is written in
+same image pulled again is known), the ``KEEP_UNLISTED`` most recently seen of them at most, so that a host that
+builds and removes new images all day keeps a file that loads in milliseconds. The file is the module's own cache, not the engine's state: it is written in
 check mode too (a dry run warms it), and only when a run learned something (a new image, a history) or a day
 after an entry's ``seen`` (``SEEN_REFRESH``), so a warm run writes nothing. A missing file is a cold start; an unreadable one, or an entry that is not
 well formed, is ignored (a warning for the file); a failed write is a warning: the cache never fails a run.
@@ -30,6 +31,7 @@ from ansible_collections.janitor.docker.plugins.module_utils import _statefile
 
 CACHE_VERSION = 1
 KEEP_UNSEEN = 30 * 86400
+KEEP_UNLISTED = 2000  # at most this many entries of images the run did not list (a CI host builds new IDs all day)
 SEEN_REFRESH = 86400  # an entry's ``seen`` is moved on at most once a day, so a run that learns nothing new writes nothing
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}\Z")
 
@@ -108,8 +110,10 @@ class LayerCache:
         on a host whose images are known), unless the file was unreadable. A warning if the file could not be
         written, else None."""
         listed = {image.id for image in images}
-        entries = {image_id: entry for image_id, entry in self.entries.items()
-                   if image_id in listed or now - entry["seen"] <= KEEP_UNSEEN}
+        unlisted = sorted(((entry["seen"], image_id) for image_id, entry in self.entries.items()
+                           if image_id not in listed and now - entry["seen"] <= KEEP_UNSEEN), reverse=True)
+        entries = {image_id: entry for image_id, entry in self.entries.items() if image_id in listed}
+        entries.update((image_id, self.entries[image_id]) for _seen, image_id in unlisted[:KEEP_UNLISTED])
         for image in images:
             if image.id not in layers:
                 continue

@@ -237,10 +237,11 @@ options:
       - With O(free_space) or O(unused_for) every image is still inspected (each image's last tag time comes from
         its inspect); the file is then only refreshed.
       - Written at the end of a run that read layers it did not know (or, once a day, to note that its images are
-        still there), check mode included (it is the module's cache, not the engine's state),
-        atomically (a temporary file renamed over it). Entries of images no run has listed for 30 days are
-        dropped. A missing file is a cold start; an unreadable one, or a failed write, is a warning, never a
-        failure. A relative path is refused before anything is read. See C(docs/space.md).
+        still there), check mode included (it is the module's cache, not the engine's state), atomically (a
+        temporary file renamed over it). Entries of images no run has listed for 30 days are dropped, and of the
+        images a run does not list at most the 2000 seen last are kept.
+      - A missing file is a cold start; an unreadable one, or a failed write, is a warning, never a failure. A
+        relative path is refused before anything is read. See C(docs/space.md).
       - Off by default.
     type: path
 notes:

@@ -97,6 +97,18 @@ def test_save_keeps_what_the_run_knows_and_drops_what_no_run_listed_for_30_days(
     assert os.listdir(tmp_path / "sub") == ["layers.json"]  # no temporary file left
 
 
+def test_at_most_keep_unlisted_entries_of_images_the_run_did_not_list_are_kept(tmp_path):
+    path = str(tmp_path / "layers.json")
+    extra = _layer_cache.KEEP_UNLISTED + 50
+    removed = {iid(1000 + n): {"size": 1, "layers": (diff(n),), "seen": NOW - 3600 - n} for n in range(extra)}
+    listed = [Image(iid(1), 10)]
+    cache = _layer_cache.LayerCache(path, dict(removed, **{iid(1): {"size": 10, "layers": (diff(1),), "seen": NOW}}))
+    assert cache.save(listed, {iid(1): (diff(1),)}, {}, NOW) is None
+    kept = set(_layer_cache.LayerCache.load(path).entries)
+    # the listed image, and the KEEP_UNLISTED seen last (the smallest n: seen most recently)
+    assert kept == {iid(1)} | {iid(1000 + n) for n in range(_layer_cache.KEEP_UNLISTED)}
+
+
 def test_a_run_that_learns_nothing_new_writes_nothing(tmp_path):
     path = tmp_path / "layers.json"
     listed = [Image(iid(1), 10), Image(iid(2), 20)]
