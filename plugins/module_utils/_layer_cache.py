@@ -10,11 +10,14 @@ one inspect per image. On the containerd image store each inspect costs more the
 14 ms at 300 images, 11 s for 1000), so the inspects are most of a dry run's time. An image's layers cannot change
 while its ID stays the same: the ID is the digest of its config (classic store), which lists the layers' digests,
 or of its manifest or index (containerd store), which names them. An entry is used only while the engine lists the
-image with the same ID and the same ``Size``; on the containerd store a platform pulled into an index or unpacked
-later changes the ``Size``, so the entry is read again.
+image with the same ID, the same ``Size`` and (on the containerd store) the same manifests present: an index keeps
+its ID when a platform's content is pulled into it or removed from it, and its layers (the best platform's) can
+then change while its size stays the same (one platform swapped for another of the same size), so the entry is
+read again.
 
-An entry: ``{"size": listed Size, "layers": [diff IDs, base first], "history": [per-entry sizes, newest first]
-(only for the few images whose history a run read), "seen": epoch seconds of the last run that listed it}``.
+An entry: ``{"size": listed Size, "layers": [diff IDs, base first], "manifests": [the IDs of the manifests whose
+content is present] (containerd store), "history": [per-entry sizes, newest first] (only for the few images whose
+history a run read), "seen": epoch seconds of the last run that listed it}``.
 Entries no run has listed for ``KEEP_UNSEEN`` seconds are dropped; a removed image's entry stays until then (the
 same image pulled again is known), the ``KEEP_UNLISTED`` most recently seen of them at most, so that a host that
 builds and removes new images all day keeps a file that loads in milliseconds. The file is the module's own cache, not the engine's state: it is written in
@@ -53,7 +56,12 @@ def _entry(value):
     seen = value.get("seen")
     if not isinstance(seen, (int, float)) or isinstance(seen, bool):
         return None
+    manifests = value.get("manifests", [])
+    if not isinstance(manifests, list) or not all(isinstance(m, str) and _DIGEST.match(m) for m in manifests):
+        return None
     entry = {"size": value["size"], "layers": tuple(layers), "seen": float(seen)}
+    if manifests:
+        entry["manifests"] = tuple(manifests)
     if history is not None:
         entry["history"] = tuple(history)
     return entry
@@ -87,11 +95,11 @@ class LayerCache:
         return cls(path, entries)
 
     def _valid(self, images):
-        """``{image ID: entry}`` for the listed images whose entry has their listed size."""
+        """``{image ID: entry}`` for the listed images whose entry has their listed size and manifests."""
         found = {}
         for image in images:
             entry = self.entries.get(image.id)
-            if entry is not None and entry["size"] == image.size:
+            if entry is not None and entry["size"] == image.size and entry.get("manifests", ()) == image.manifests:
                 found[image.id] = entry
         return found
 
@@ -118,8 +126,11 @@ class LayerCache:
             if image.id not in layers:
                 continue
             entry = entries.get(image.id)
-            if entry is None or entry["size"] != image.size or tuple(entry["layers"]) != tuple(layers[image.id]):
+            if entry is None or entry["size"] != image.size or tuple(entry["layers"]) != tuple(layers[image.id]) \
+                    or entry.get("manifests", ()) != image.manifests:
                 entry = {"size": image.size, "layers": tuple(layers[image.id]), "seen": float(now)}
+                if image.manifests:
+                    entry["manifests"] = tuple(image.manifests)
             elif now - entry["seen"] >= SEEN_REFRESH:
                 entry = dict(entry, seen=float(now))
             history = histories.get(image.id)
@@ -130,8 +141,8 @@ class LayerCache:
             return None
         self.entries = entries
         data = {"version": CACHE_VERSION,
-                "images": {image_id: dict(entry, layers=list(entry["layers"]),
-                                          **({"history": list(entry["history"])} if "history" in entry else {}))
+                "images": {image_id: {key: list(value) if isinstance(value, tuple) else value
+                                      for key, value in entry.items()}
                            for image_id, entry in entries.items()}}
         problem = _statefile.write_json(self.path, data, ".layer-cache-")
         if problem is not None:

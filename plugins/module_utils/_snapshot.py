@@ -13,6 +13,7 @@ planner. This module imports no transport and no SDK.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -33,6 +34,9 @@ class ImageRecord:
     created: int = 0  # seconds since the epoch
     size: int = 0  # bytes, as the engine lists them
     labels: tuple = ()  # sorted (key, value) pairs
+    # the IDs of the manifests whose content is on the host, sorted (the containerd store, API 1.47+; else empty):
+    # an index keeps its ID when a platform's content is pulled into it or removed from it
+    manifests: tuple = ()
 
     @property
     def references(self):
@@ -128,6 +132,8 @@ def image_from_api(data):
         created=int(data.get("Created") or 0),
         size=int(data.get("Size") or 0),
         labels=tuple(sorted((data.get("Labels") or {}).items())),
+        manifests=tuple(sorted(str(m.get("ID") or "") for m in data.get("Manifests") or ()
+                               if isinstance(m, dict) and m.get("Available"))),
     )
 
 
@@ -141,6 +147,13 @@ def container_from_api(data):
         name=names[0].lstrip("/"),
         mounts=tuple(m["Name"] for m in data.get("Mounts") or () if m.get("Type") == "image" and m.get("Name")),
     )
+
+
+def _api_tuple(version):
+    try:
+        return tuple(int(part) for part in str(version).split("."))
+    except ValueError:
+        return ()
 
 
 def store_of(info):
@@ -174,10 +187,17 @@ def _listing(call):
     return None  # pragma: no cover - the loop returns or raises
 
 
+MANIFESTS_API = (1, 47)  # the first API version whose image listing can give each image's manifests
+
+
 def read(client):
-    """Read images, containers and the store kind once. ``client`` is a docker SDK APIClient."""
+    """Read images, containers and the store kind once (on the containerd store from API 1.47 on, with each image's
+    manifests). ``client`` is an engine of ``_transport``."""
     info = client.info()
-    images = tuple(image_from_api(item) for item in _listing(client.images))
+    listing = client.images
+    if store_of(info) == CONTAINERD and _api_tuple(client.api_version) >= MANIFESTS_API:
+        listing = functools.partial(client.images, manifests=True)
+    images = tuple(image_from_api(item) for item in _listing(listing))
     containers = tuple(container_from_api(item) for item in _listing(client.containers))
     return Snapshot(
         images=images,

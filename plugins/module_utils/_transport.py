@@ -434,8 +434,10 @@ class _UnixEngine:
     def info(self):
         return self.request("GET", "/info", "reading the daemon's info")
 
-    def images(self, all=False):  # pylint: disable=redefined-builtin
-        return self.request("GET", f"/images/json?all={int(bool(all))}", "listing the images")
+    def images(self, all=False, manifests=False):  # pylint: disable=redefined-builtin
+        """The image listing; with ``manifests``, each image's ``Manifests`` (API 1.47+, the containerd store)."""
+        query = f"all={int(bool(all))}" + ("&manifests=1" if manifests else "")
+        return self.request("GET", f"/images/json?{query}", "listing the images")
 
     def containers(self, all=False):  # pylint: disable=redefined-builtin
         return self.request("GET", f"/containers/json?all={int(bool(all))}", "listing the containers")
@@ -589,9 +591,10 @@ def _inspect_many(calls, images, stop):
 
 def _sdk_json(client, verb, path, name, params):
     """A request the SDK has no method for (query parameters it does not pass: ``manifests``, ``platforms``), sent
-    and decoded by the SDK's own request helpers; ``path`` with ``{0}`` for ``name``."""
+    and decoded by the SDK's own request helpers; ``path`` with ``{0}`` for ``name`` (None: a path without one)."""
     send = client._get if verb == "get" else client._delete  # pylint: disable=protected-access
-    return client._result(send(client._url(path, name), params=params), True)  # pylint: disable=protected-access
+    url = client._url(path, name) if name is not None else client._url(path)  # pylint: disable=protected-access
+    return client._result(send(url, params=params), True)  # pylint: disable=protected-access
 
 
 class _SDKEngine:
@@ -636,7 +639,11 @@ class _SDKEngine:
     def info(self):
         return self.call(self.client.info, "reading the daemon's info")
 
-    def images(self, all=False):  # pylint: disable=redefined-builtin
+    def images(self, all=False, manifests=False):  # pylint: disable=redefined-builtin
+        """The image listing; with ``manifests``, each image's ``Manifests`` (API 1.47+, the containerd store)."""
+        if manifests:
+            return self.call(_sdk_json, "listing the images", self.client, "get", "/images/json", None,
+                             [("all", int(bool(all))), ("manifests", 1)])
         return self.call(self.client.images, "listing the images", all=all)
 
     def containers(self, all=False):  # pylint: disable=redefined-builtin

@@ -233,7 +233,9 @@ options:
       - RV(space_reclaimed) needs the layers of every image, one inspect per image; on the containerd image store
         an inspect costs more the more images there are, and those inspects are most of a dry run's time. An
         image's layers cannot change while its ID stays the same (the ID is the digest of its config, manifest or
-        index); an entry is used only while the engine lists the image with the same ID and size.
+        index); an entry is used only while the engine lists the image with the same ID and size and, on the
+        containerd image store, the same platform manifests present (an index keeps its ID when one platform's
+        content is swapped for another's).
       - With O(free_space) or O(unused_for) every image is still inspected (each image's last tag time comes from
         its inspect); the file is then only refreshed.
       - Written at the end of a run that read layers it did not know (or, once a day, to note that its images are

@@ -448,8 +448,11 @@ def test_containerd_index_gaining_a_platform_is_read_again(clean_engine, registr
         assert warm == expected
         entry = _read(cache)[image_id]
         assert (entry["size"], entry["layers"]) == (new_size, new_layers)
-    # ... at the NEW size it is: the index no longer holds the amd64 layer, deleting cache/shares:1 frees it
-    _write(cache, dict(entries, **{image_id: dict(old, size=new_size, layers=[FAKE_LAYER])}))
+    # ... at the NEW size and with the manifests now present it is: the index no longer holds the amd64 layer,
+    # deleting cache/shares:1 frees it
+    assert entries[image_id]["manifests"] != old["manifests"]
+    _write(cache, dict(entries, **{image_id: dict(old, size=new_size, manifests=entries[image_id]["manifests"],
+                                                  layers=[FAKE_LAYER])}))
     taken = _core(_run(engine, selections[0], cache))
     assert taken["deleted"] == plain[0]["deleted"] == [shares]
     assert taken["space_reclaimed"] > plain[0]["space_reclaimed"], (taken["space_reclaimed"],
@@ -458,12 +461,12 @@ def test_containerd_index_gaining_a_platform_is_read_again(clean_engine, registr
 
 
 def test_containerd_index_swapping_its_platform_keeps_id_and_size(clean_engine, registry, images_for, tmp_path):
-    """A known gap, found here: the index pulled for arm64 only, a check run warms the file; then, with no cached
-    run in between, amd64 is pulled into it and arm64 removed (``docker rmi -f --platform linux/arm64``). The ID
-    (the index digest) and the listed size (19201 bytes: the two tiny platform images have the same size) are
-    those of the entry, but the layers are now amd64's: the entry is taken and deleting cache/shares:1 counts the
-    amd64 layer freed, which the index still holds. The engine part is asserted; the cache's result is an xfail
-    naming the numbers until an entry is keyed on more than ID and size (e.g. the available platform manifests)."""
+    """The index pulled for arm64 only, a check run warms the file; then, with no cached run in between, amd64 is
+    pulled into it and arm64 removed (``docker rmi -f --platform linux/arm64``). The ID (the index digest) and the
+    listed size (19201 bytes: the two tiny platform images have the same size) are those of the entry, but the
+    layers are now amd64's. An entry keyed on ID and size alone was taken, and deleting cache/shares:1 counted the
+    amd64 layer freed, which the index still holds; the entry now also holds the manifests present (the listing's
+    ``Manifests``), which differ, so the image is inspected again."""
     engine = clean_engine
     if engine.kind != "containerd":
         pytest.skip("the containerd image store: only there does an image ID name an index of platforms")
@@ -489,9 +492,9 @@ def test_containerd_index_swapping_its_platform_keeps_id_and_size(clean_engine, 
     assert layers[image_id] == [layers[shares][-1]] != old["layers"]  # ... other layers
     plain = _core(_run(engine, args))
     warm = _core(_run(engine, args, cache))
-    if warm != plain:
-        pytest.xfail(f"layer_cache takes a stale entry on the containerd store: {image_id} swapped arm64 for amd64 "
-                     f"with listed size {old['size']} before and after, layers {old['layers']} -> "
-                     f"{layers[image_id]}; space_reclaimed {warm['space_reclaimed']} with the file, "
-                     f"{plain['space_reclaimed']} without")
-    assert _read(cache)[image_id]["layers"] == layers[image_id]
+    assert warm == plain, (f"layer_cache took a stale entry: {image_id} swapped arm64 for amd64 with listed size "
+                           f"{old['size']} before and after, layers {old['layers']} -> {layers[image_id]}; "
+                           f"space_reclaimed {warm['space_reclaimed']} with the file, {plain['space_reclaimed']} "
+                           f"without")
+    entry = _read(cache)[image_id]
+    assert entry["layers"] == layers[image_id] and entry["manifests"] != old["manifests"]

@@ -14,7 +14,7 @@ from ansible_collections.janitor.docker.plugins.module_utils import _layer_cache
 from tests.harness.ansible_runner import run_module
 from tests.harness.faults import FakeEngine
 
-Image = namedtuple("Image", "id size")
+Image = namedtuple("Image", "id size manifests", defaults=((),))
 NOW = 1_800_000_000.0
 
 
@@ -301,3 +301,51 @@ def test_runs_writing_the_same_file_at_once_leave_one_whole_file(tmp_path):
     owners = {int(image_id[7:], 16) // 100 for image_id in cache.entries}
     assert len(owners) == 1  # one writer's whole file
     assert os.listdir(tmp_path) == ["layers.json"]
+
+
+def test_an_entry_is_used_only_while_the_same_manifests_are_present(tmp_path):
+    """The containerd store: an index keeps its ID when one platform's content is swapped for another's of the same
+    size, and its layers change; the manifests present tell the two apart."""
+    amd, arm = iid(0xA), iid(0xB)
+    path = str(tmp_path / "layers.json")
+    cache = _layer_cache.LayerCache(path)
+    assert cache.save([Image(iid(1), 10, (arm,))], {iid(1): (diff(1),)}, {}, NOW) is None
+    cache = _layer_cache.LayerCache.load(path)
+    assert cache.entries[iid(1)]["manifests"] == (arm,)
+    assert cache.layers([Image(iid(1), 10, (arm,))]) == {iid(1): (diff(1),)}
+    assert cache.layers([Image(iid(1), 10, (amd,))]) == {}
+    assert cache.layers([Image(iid(1), 10, (amd, arm))]) == {}
+    assert cache.layers([Image(iid(1), 10)]) == {}
+    # read again with the other platform: replaced
+    assert cache.save([Image(iid(1), 10, (amd,))], {iid(1): (diff(2),)}, {}, NOW + 60) is None
+    again = _layer_cache.LayerCache.load(path)
+    assert again.layers([Image(iid(1), 10, (amd,))]) == {iid(1): (diff(2),)}
+
+
+def test_the_listing_gives_the_manifests_present_on_the_containerd_store_only():
+    from ansible_collections.janitor.docker.plugins.module_utils import _snapshot
+
+    present = {"ID": iid(0xA), "Available": True}
+    absent = {"ID": iid(0xB), "Available": False}
+
+    class Client:
+        def __init__(self, driver_type, api_version):
+            self.api_version = api_version
+            self.info_answer = {"DriverStatus": [["driver-type", driver_type]]}
+            self.asked = []
+
+        def info(self):
+            return self.info_answer
+
+        def images(self, all=False, manifests=False):  # pylint: disable=redefined-builtin
+            self.asked.append(manifests)
+            return [{"Id": iid(1), "Size": 5, "Manifests": [absent, present] if manifests else None}]
+
+        def containers(self, all=False):  # pylint: disable=redefined-builtin
+            return []
+
+    containerd = Client("io.containerd.snapshotter.v1", "1.51")
+    snapshot = _snapshot.read(containerd)
+    assert containerd.asked == [True] and snapshot.images[0].manifests == (iid(0xA),)
+    for client in (Client("io.containerd.snapshotter.v1", "1.46"), Client("overlay2", "1.51")):
+        assert _snapshot.read(client).images[0].manifests == () and client.asked == [False]
