@@ -20,10 +20,13 @@ content is present] (containerd store), "history": [per-entry sizes, newest firs
 history a run read), "seen": epoch seconds of the last run that listed it}``.
 Entries no run has listed for ``KEEP_UNSEEN`` seconds are dropped; a removed image's entry stays until then (the
 same image pulled again is known), the ``KEEP_UNLISTED`` most recently seen of them at most, so that a host that
-builds and removes new images all day keeps a file that loads in milliseconds. The file is the module's own cache, not the engine's state: it is written in
-check mode too (a dry run warms it), and only when a run learned something (a new image, a history) or a day
-after an entry's ``seen`` (``SEEN_REFRESH``), so a warm run writes nothing. A missing file is a cold start; an unreadable one, or an entry that is not
-well formed, is ignored (a warning for the file); a failed write is a warning: the cache never fails a run.
+builds and removes new images all day keeps a file that loads in milliseconds.
+
+The file is the module's own cache, not the engine's state: it is written in check mode too (a dry run warms it),
+and only when a run learned something (a new image, a history) or a day after an entry's ``seen``
+(``SEEN_REFRESH``), so a warm run writes nothing. A missing file is a cold start; an unreadable one, or an entry
+that is not well formed, is ignored (a warning for the file); a failed write is a warning: the cache never fails a
+run.
 """
 
 from __future__ import annotations
@@ -43,12 +46,22 @@ def _count(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _digests(value):
+    """Whether ``value`` is a list of ``sha256:`` digests."""
+    return isinstance(value, list) and all(isinstance(item, str) and _DIGEST.match(item) for item in value)
+
+
+def _matches(entry, image):
+    """Whether ``entry`` is for the listed ``image`` as it is now: the same listed size and manifests present."""
+    return entry["size"] == image.size and entry.get("manifests", ()) == image.manifests
+
+
 def _entry(value):
     """The entry if it is well formed, else None."""
     if not isinstance(value, dict) or not _count(value.get("size")):
         return None
     layers = value.get("layers")
-    if not isinstance(layers, list) or not all(isinstance(diff, str) and _DIGEST.match(diff) for diff in layers):
+    if not _digests(layers):
         return None
     history = value.get("history")
     if history is not None and not (isinstance(history, list) and all(_count(size) for size in history)):
@@ -57,7 +70,7 @@ def _entry(value):
     if not isinstance(seen, (int, float)) or isinstance(seen, bool):
         return None
     manifests = value.get("manifests", [])
-    if not isinstance(manifests, list) or not all(isinstance(m, str) and _DIGEST.match(m) for m in manifests):
+    if not _digests(manifests):
         return None
     entry = {"size": value["size"], "layers": tuple(layers), "seen": float(seen)}
     if manifests:
@@ -99,7 +112,7 @@ class LayerCache:
         found = {}
         for image in images:
             entry = self.entries.get(image.id)
-            if entry is not None and entry["size"] == image.size and entry.get("manifests", ()) == image.manifests:
+            if entry is not None and _matches(entry, image):
                 found[image.id] = entry
         return found
 
@@ -126,8 +139,7 @@ class LayerCache:
             if image.id not in layers:
                 continue
             entry = entries.get(image.id)
-            if entry is None or entry["size"] != image.size or tuple(entry["layers"]) != tuple(layers[image.id]) \
-                    or entry.get("manifests", ()) != image.manifests:
+            if entry is None or not _matches(entry, image) or entry["layers"] != tuple(layers[image.id]):
                 entry = {"size": image.size, "layers": tuple(layers[image.id]), "seen": float(now)}
                 if image.manifests:
                     entry["manifests"] = tuple(image.manifests)

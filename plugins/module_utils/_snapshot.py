@@ -149,13 +149,6 @@ def container_from_api(data):
     )
 
 
-def _api_tuple(version):
-    try:
-        return tuple(int(part) for part in str(version).split("."))
-    except ValueError:
-        return ()
-
-
 def store_of(info):
     """CONTAINERD when ``GET /info`` shows the containerd snapshotter, else CLASSIC."""
     for pair in info.get("DriverStatus") or ():
@@ -187,15 +180,12 @@ def _listing(call):
     return None  # pragma: no cover - the loop returns or raises
 
 
-MANIFESTS_API = (1, 47)  # the first API version whose image listing can give each image's manifests
-
-
 def read(client):
-    """Read images, containers and the store kind once (on the containerd store from API 1.47 on, with each image's
-    manifests). ``client`` is an engine of ``_transport``."""
+    """Read images, containers and the store kind once (on the containerd store with each image's manifests, which
+    the engine lists from API 1.47 on). ``client`` is an engine of ``_transport``."""
     info = client.info()
     listing = client.images
-    if store_of(info) == CONTAINERD and _api_tuple(client.api_version) >= MANIFESTS_API:
+    if store_of(info) == CONTAINERD:
         listing = functools.partial(client.images, manifests=True)
     images = tuple(image_from_api(item) for item in _listing(listing))
     containers = tuple(container_from_api(item) for item in _listing(client.containers))

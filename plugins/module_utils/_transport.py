@@ -50,6 +50,7 @@ from ansible_collections.janitor.docker.plugins.module_utils._errors import (
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 DEFAULT_TIMEOUT = 60
 MIN_API_VERSION = "1.41"
+MANIFESTS_LISTING_API = "1.47"  # the first API version whose image listing gives each image's Manifests
 SDK_PACKAGE = "docker"
 SDK_MIN_VERSION = "7.0.0"
 
@@ -254,6 +255,12 @@ def api_version_tuple(text):
         return (0,)
 
 
+def _lists_manifests(engine, manifests):
+    """Whether an image listing asked ``manifests`` is sent with ``manifests=1``: only from API 1.47 on (older
+    engines list the images without them)."""
+    return manifests and api_version_tuple(engine.api_version) >= api_version_tuple(MANIFESTS_LISTING_API)
+
+
 def _connection_error(host, exc, params=None):
     params = params or {}
     text = str(exc)
@@ -436,7 +443,7 @@ class _UnixEngine:
 
     def images(self, all=False, manifests=False):  # pylint: disable=redefined-builtin
         """The image listing; with ``manifests``, each image's ``Manifests`` (API 1.47+, the containerd store)."""
-        query = f"all={int(bool(all))}" + ("&manifests=1" if manifests else "")
+        query = f"all={int(bool(all))}" + ("&manifests=1" if _lists_manifests(self, manifests) else "")
         return self.request("GET", f"/images/json?{query}", "listing the images")
 
     def containers(self, all=False):  # pylint: disable=redefined-builtin
@@ -641,7 +648,7 @@ class _SDKEngine:
 
     def images(self, all=False, manifests=False):  # pylint: disable=redefined-builtin
         """The image listing; with ``manifests``, each image's ``Manifests`` (API 1.47+, the containerd store)."""
-        if manifests:
+        if _lists_manifests(self, manifests):
             return self.call(_sdk_json, "listing the images", self.client, "get", "/images/json", None,
                              [("all", int(bool(all))), ("manifests", 1)])
         return self.call(self.client.images, "listing the images", all=all)

@@ -347,5 +347,18 @@ def test_the_listing_gives_the_manifests_present_on_the_containerd_store_only():
     containerd = Client("io.containerd.snapshotter.v1", "1.51")
     snapshot = _snapshot.read(containerd)
     assert containerd.asked == [True] and snapshot.images[0].manifests == (iid(0xA),)
-    for client in (Client("io.containerd.snapshotter.v1", "1.46"), Client("overlay2", "1.51")):
-        assert _snapshot.read(client).images[0].manifests == () and client.asked == [False]
+    graph_driver = Client("overlay2", "1.51")
+    assert _snapshot.read(graph_driver).images[0].manifests == () and graph_driver.asked == [False]
+
+
+@pytest.mark.parametrize("api_version, sent", [("1.41", False), ("1.46", False), ("1.47", True), ("1.51", True)])
+def test_the_listing_asks_for_manifests_from_api_1_47_on(fake, api_version, sent):
+    fake.API_VERSION = api_version
+    engine = _transport.connect({"docker_host": fake.url, "api_version": "auto", "timeout": 5})
+    try:
+        engine.images(all=True, manifests=True)
+        engine.images(all=True)
+    finally:
+        engine.close()
+    listings = [path for method, path, _status in fake.log if path.split("?")[0].endswith("/images/json")]
+    assert [path.endswith("&manifests=1") for path in listings] == [sent, False], listings
