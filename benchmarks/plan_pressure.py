@@ -52,7 +52,14 @@ def synthetic_layers(snapshot):
 
 def run(images: int = 10_000, containers: int = 5_000, repeat: int = 3, share: float = 0.25) -> dict:
     """Timings in seconds; ``share``: the part of the images' total that must go (used - low)."""
-    from ansible_collections.janitor.docker.plugins.module_utils import _layers, _planner, _pressure, _result, _selection
+    from ansible_collections.janitor.docker.plugins.module_utils import (
+        _layers,
+        _planner,
+        _pressure,
+        _pressure_options,
+        _result,
+        _selection,
+    )
 
     snapshot = planner_bench.synthetic_snapshot(images, containers)
     layers, totals, histories = synthetic_layers(snapshot)
@@ -65,8 +72,8 @@ def run(images: int = 10_000, containers: int = 5_000, repeat: int = 3, share: f
     table = _layers.LayerTable.from_diff_ids(layers, totals)
     used = table.with_histories(histories).space(
         [image.id for image in snapshot.images], [], set())  # every layer, each once: the images measure
-    pressure = _pressure.Pressure(free_space=_pressure.FreeSpace(_pressure.MEASURE_IMAGES, used, used * (1 - share)))
-    measure = _pressure.Measure(_pressure.MEASURE_IMAGES, used, None, "/var/lib/docker")
+    pressure = _pressure_options.Pressure(free_space=_pressure_options.FreeSpace(_pressure_options.MEASURE_IMAGES, used, used * (1 - share)))
+    measure = _pressure.Measure(_pressure_options.MEASURE_IMAGES, used, None, "/var/lib/docker")
     given = pressure.describe()
 
     def choose():

@@ -16,11 +16,8 @@ from __future__ import annotations
 import os
 
 from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
-from ansible_collections.janitor.docker.plugins.module_utils._pressure import (
-    MEASURE_FILESYSTEM,
-    MEASURE_IMAGES,
-    Measure,
-)
+from ansible_collections.janitor.docker.plugins.module_utils._pressure import Measure
+from ansible_collections.janitor.docker.plugins.module_utils._pressure_options import MEASURE_FILESYSTEM, MEASURE_IMAGES
 
 
 def local_data_root(host, info):

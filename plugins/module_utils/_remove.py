@@ -10,6 +10,10 @@ result as returned (``msg``, ``free_space``, ``diff``). Beside it from the snaps
 
 The module builds the ``AnsibleModule`` and turns ``_errors`` into ``fail_json``; this file never sees it: it gets
 the parameters, check mode, diff mode and a ``warn(message)`` callable.
+
+``_pressure``, ``_last_used`` and ``_disk`` are imported where a run first needs them (``choose``, ``PressureRun``):
+only runs with ``free_space``, ``unused_for`` or ``last_used_state`` do, and every other run is spared compiling and
+loading them (Ansible sends a module's code as source, compiled again on each run).
 """
 
 from __future__ import annotations
@@ -18,14 +22,12 @@ import re
 import time
 
 from ansible_collections.janitor.docker.plugins.module_utils import (
-    _disk,
     _errors,
     _executor,
-    _last_used,
     _layer_cache,
     _layers,
     _planner,
-    _pressure,
+    _pressure_options,
     _result,
     _selection,
     _snapshot,
@@ -46,7 +48,7 @@ class ImageRemover:
         self.warn = warn
         self.selection = None
         self.now = time.time()
-        self.pressure = _pressure.Pressure()
+        self.pressure = _pressure_options.Pressure()
         self.state = None  # what a run with free_space, unused_for or last_used_state carries (PressureRun)
         self.platforms = ()
         self.cache = None  # the layer_cache file's entries (_layer_cache.LayerCache)
@@ -57,7 +59,7 @@ class ImageRemover:
         params = self.params
         if params["parallel"] < 1 or params["parallel"] > 64:
             raise _errors.JanitorError(f"parallel={params['parallel']} is not valid: give a number from 1 to 64")
-        self.pressure = _pressure.Pressure.from_params(params, self.now)
+        self.pressure = _pressure_options.Pressure.from_params(params, self.now)
         cache_path = params.get("layer_cache") or ""
         if cache_path and not str(cache_path).startswith("/"):
             raise _errors.JanitorError(f"layer_cache: {cache_path!r} is not an absolute path; give a file path on the "
@@ -145,6 +147,12 @@ class ImageRemover:
         the shortest prefix that brings the measure to ``low`` as the planner and the layer accounting (the one
         ``space_reclaimed`` uses) predict it; ``selected`` then requests those. ``self.state`` keeps what the
         result and the state file need."""
+        from ansible_collections.janitor.docker.plugins.module_utils import (  # see the module docstring
+            _disk,
+            _last_used,
+            _pressure,
+        )
+
         pressure = self.pressure
         given = pressure.describe()
         offered, kept = _pressure.candidates(snapshot, selected.requests, selected.kept, given)
@@ -152,7 +160,7 @@ class ImageRemover:
         # the image inspects the layers come from give the last tag times too: each image is inspected once
         tag_times = _last_used.tag_times(layer_reader.inspections() if layer_reader is not None else {})
         # the containers' images are never candidates: their uses matter only to the state file
-        run.uses = _last_used.container_uses(client, snapshot, self.now) if run.path else {}
+        run.uses = run.container_uses(client, snapshot, self.now) if run.path else {}
         last_used = _last_used.last_used(snapshot, tag_times, run.uses, run.remembered)
         rules = _planner.rules_for(snapshot.store)
         rule = _pressure.RULE_FREE_SPACE if pressure.free_space else _pressure.RULE_UNUSED_FOR
@@ -238,7 +246,7 @@ class ImageRemover:
                     self.choose(client, snapshot, selected, layer_reader)
                 elif self.params["last_used_state"]:
                     self.state = PressureRun(self.params["last_used_state"])
-                    self.state.uses = _last_used.container_uses(client, snapshot, self.now)
+                    self.state.uses = self.state.container_uses(client, snapshot, self.now)
                 platform_data = self.platform_data(client, snapshot, selected) if self.platforms else None
                 plan, layers = self.plan(snapshot, selected, layer_reader, platform_data)
                 if self.check_mode:
@@ -258,8 +266,7 @@ class ImageRemover:
                 self.warn(f"the engine's answers differ from the plan (another client changed images during "
                           f"the run, or the model missed a case): {differences}")
             if self.state is not None and self.state.path:
-                warning = _last_used.save_state(self.state.path, _last_used.next_state(
-                    snapshot, self.state.remembered, self.state.uses, self.now, deleted=result["deleted"]))
+                warning = self.state.save(snapshot, self.now, result["deleted"])
                 if warning:
                     self.warn(warning)
             return self.finish(_selection.annotate(result, plan, selected.kept), summary=True)
@@ -295,10 +302,25 @@ class PressureRun:
 
     def __init__(self, path):
         self.path = path or ""
+        from ansible_collections.janitor.docker.plugins.module_utils import _last_used  # see the module docstring
+
         self.remembered, warning = _last_used.load_state(self.path) if self.path else ({}, None)
         self._warnings = [warning] if warning else []
         self.uses = {}
         self.choice = None
+
+    def container_uses(self, client, snapshot, now):
+        """The containers' uses of their images, for the state file (``_last_used.container_uses``)."""
+        from ansible_collections.janitor.docker.plugins.module_utils import _last_used  # see the module docstring
+
+        return _last_used.container_uses(client, snapshot, now)
+
+    def save(self, snapshot, now, deleted):
+        """Write the state file for the run's end; a warning if it could not be written, else None."""
+        from ansible_collections.janitor.docker.plugins.module_utils import _last_used  # see the module docstring
+
+        return _last_used.save_state(self.path, _last_used.next_state(snapshot, self.remembered, self.uses, now,
+                                                                      deleted=deleted))
 
     def warnings(self):
         return self._warnings + (list(self.choice.warnings) if self.choice is not None else [])

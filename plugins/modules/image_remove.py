@@ -555,7 +555,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.janitor.docker.plugins.module_utils import (  # noqa: E402
     _errors,
-    _pressure,
+    _pressure_options,
     _remove,
     _selection,
     _transport,
@@ -573,7 +573,7 @@ def main():
         platforms=dict(type="list", elements="str"),
         layer_cache=dict(type="path"),
         **_selection.SELECTION_ARGUMENT_SPEC,
-        **_pressure.PRESSURE_ARGUMENT_SPEC,
+        **_pressure_options.PRESSURE_ARGUMENT_SPEC,
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     _transport.guard_secrets(module)

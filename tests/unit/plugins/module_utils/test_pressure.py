@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.janitor.docker.plugins.module_utils import _layers, _planner, _pressure, _units
+from ansible_collections.janitor.docker.plugins.module_utils import _layers, _planner, _pressure, _pressure_options, _units
 from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils._snapshot import (
     CLASSIC, CONTAINERD, ContainerRecord, ImageRecord, Snapshot,
@@ -44,7 +44,7 @@ def snap(*images, containers=(), store=CLASSIC):
     ({"high": "5GB", "low": "5GB"}, "images", 5 * 10 ** 9, 5 * 10 ** 9),
 ])
 def test_free_space_forms(value, measure, high, low):
-    parsed = _pressure.parse_free_space(value)
+    parsed = _pressure_options.parse_free_space(value)
     assert (parsed.measure, parsed.high, parsed.low) == (measure, high, low)
 
 
@@ -64,14 +64,14 @@ def test_free_space_forms(value, measure, high, low):
 ])
 def test_free_space_errors_name_the_value_and_the_forms(value, words):
     with pytest.raises(JanitorError) as info:
-        _pressure.parse_free_space(value)
+        _pressure_options.parse_free_space(value)
     for word in words:
         assert word in info.value.message
 
 
 @given(st.integers(0, 10 ** 15), st.sampled_from(sorted(_units.UNIT_BYTES)))
 def test_sizes_are_the_number_times_the_unit(number, unit):
-    kind, value = _pressure._threshold("high", f"{number}{unit}")
+    kind, value = _pressure_options._threshold("high", f"{number}{unit}")
     assert kind == "bytes" and value == number * _units.UNIT_BYTES[unit]
 
 
@@ -82,52 +82,52 @@ def test_sizes_are_the_number_times_the_unit(number, unit):
     ("1 EiB", 2 ** 60),
 ])
 def test_sizes_are_whole_bytes_of_the_one_unit_table(text, size):
-    assert _pressure._threshold("low", text) == ("bytes", size)
+    assert _pressure_options._threshold("low", text) == ("bytes", size)
 
 
 @pytest.mark.parametrize("text", ["٨٥%", "８５%", "85٫5%"])
 def test_a_percentage_in_other_digits_is_refused_like_a_size(text):
     with pytest.raises(JanitorError) as info:
-        _pressure._threshold("high", text)
+        _pressure_options._threshold("high", text)
     assert repr(text) in info.value.message and "neither a percentage nor a size" in info.value.message
 
 
 def test_the_refusal_names_every_unit_the_table_accepts():
     with pytest.raises(JanitorError) as info:
-        _pressure._threshold("low", "20 GBs")
+        _pressure_options._threshold("low", "20 GBs")
     message = info.value.message
     assert "'20 GBs'" in message and "PB, EB, ZB, YB" in message and "KiB to YiB" in message
-    assert _pressure._threshold("low", "1 YB") == ("bytes", 10 ** 24)  # what the message promises is accepted
-    assert _pressure._threshold("low", "1 YiB") == ("bytes", 2 ** 80)
+    assert _pressure_options._threshold("low", "1 YB") == ("bytes", 10 ** 24)  # what the message promises is accepted
+    assert _pressure_options._threshold("low", "1 YiB") == ("bytes", 2 ** 80)
 
 
 def test_percent_bounds_round_towards_the_safe_side():
-    free_space = _pressure.parse_free_space({"high": "85%", "low": "80%"})
+    free_space = _pressure_options.parse_free_space({"high": "85%", "low": "80%"})
     assert free_space.bounds(1000) == (850, 800)
     assert free_space.bounds(1001) == (851, 800)  # 850.85 up, 800.8 down
 
 
 def test_unused_for_uses_the_until_forms():
-    assert _pressure.parse_unused_for("30d", NOW) == NOW - 30 * DAY
-    assert _pressure.parse_unused_for("1h30m", NOW) == NOW - 5400
-    assert _pressure.parse_unused_for("2024-05-01T00:00:00Z", NOW) == 1714521600
-    assert _pressure.parse_unused_for(None, NOW) is None
+    assert _pressure_options.parse_unused_for("30d", NOW) == NOW - 30 * DAY
+    assert _pressure_options.parse_unused_for("1h30m", NOW) == NOW - 5400
+    assert _pressure_options.parse_unused_for("2024-05-01T00:00:00Z", NOW) == 1714521600
+    assert _pressure_options.parse_unused_for(None, NOW) is None
     for bad, word in (("thirty days", "thirty days"), ("-3d", "negative"), ("2024-13-01", "2024-13-01")):
         with pytest.raises(JanitorError) as info:
-            _pressure.parse_unused_for(bad, NOW)
+            _pressure_options.parse_unused_for(bad, NOW)
         assert info.value.message.startswith("unused_for: ") and word in info.value.message
         assert "10d" in info.value.message  # the valid forms
 
 
 def test_free_space_with_images_is_an_error_before_connecting():
     with pytest.raises(JanitorError) as info:
-        _pressure.Pressure.from_params({"free_space": {"high": "85%", "low": "80%"}, "images": ["app:1"]}, NOW)
+        _pressure_options.Pressure.from_params({"free_space": {"high": "85%", "low": "80%"}, "images": ["app:1"]}, NOW)
     assert "images" in info.value.message and "filters or all" in info.value.message
-    pressure = _pressure.Pressure.from_params({"unused_for": "7d", "images": ["app:1"]}, NOW)
+    pressure = _pressure_options.Pressure.from_params({"unused_for": "7d", "images": ["app:1"]}, NOW)
     assert pressure.active and pressure.unused_before == NOW - 7 * DAY
-    assert not _pressure.Pressure.from_params({}, NOW).active
+    assert not _pressure_options.Pressure.from_params({}, NOW).active
     with pytest.raises(JanitorError, match="absolute path"):
-        _pressure.Pressure.from_params({"unused_for": "1d", "last_used_state": "state.json"}, NOW)
+        _pressure_options.Pressure.from_params({"unused_for": "1d", "last_used_state": "state.json"}, NOW)
 
 
 # -- candidates ---------------------------------------------------------------------------------------------------
@@ -252,8 +252,8 @@ def _choose(snapshot, images, used, total=None, high=None, low=None, measure="im
     last = last or {i.id: float(i.created) for i in images}
     free_space = None
     if high is not None:
-        free_space = _pressure.FreeSpace(measure, high, low)
-    pressure = _pressure.Pressure(free_space=free_space, unused_before=unused, unused_for="x" if unused else "")
+        free_space = _pressure_options.FreeSpace(measure, high, low)
+    pressure = _pressure_options.Pressure(free_space=free_space, unused_before=unused, unused_for="x" if unused else "")
     offered = [_pressure.Candidate(i.id, tuple(i.tags)) for i in images]
     rules = _planner.rules_for(snapshot.store)
     return _pressure.choose(snapshot, pressure, offered, last, rules,
@@ -308,7 +308,7 @@ def test_pruned_parents_count_in_the_prefix():
     snapshot = snap(base, top, other)
     sizes = {base.id: 300, top.id: 10, other.id: 100}
     offered = [_pressure.Candidate(top.id, ("top:1",)), _pressure.Candidate(other.id, ("other:1",))]
-    pressure = _pressure.Pressure(free_space=_pressure.FreeSpace("images", 500, 200))
+    pressure = _pressure_options.Pressure(free_space=_pressure_options.FreeSpace("images", 500, 200))
     freed, _accounting = _planned(snapshot, offered, sizes)
     choice = _pressure.choose(snapshot, pressure, offered, {top.id: 1, other.id: 5, base.id: 0},
                               _planner.CLASSIC_RULES, measure=_pressure.Measure("images", 500), freed=freed)
@@ -428,10 +428,10 @@ def test_the_choice_carries_the_plan_of_its_images(store):
     offered = [_pressure.Candidate(i.id, tuple(i.tags)) for i in images]
     rules = _planner.rules_for(store)
     used = table.space([i.id for i in images], [], set())
-    pressure = _pressure.Pressure(free_space=_pressure.FreeSpace(_pressure.MEASURE_IMAGES, used, used - 1500))
+    pressure = _pressure_options.Pressure(free_space=_pressure_options.FreeSpace(_pressure_options.MEASURE_IMAGES, used, used - 1500))
     given = pressure.describe()
     freed = _pressure.PrefixFreed(snapshot, offered, _planner.Policy(), rules, space, _pressure.RULE_FREE_SPACE, given)
-    measure = _pressure.Measure(_pressure.MEASURE_IMAGES, used)
+    measure = _pressure.Measure(_pressure_options.MEASURE_IMAGES, used)
     last_used = {i.id: NOW - 100 * n for n, i in enumerate(images)}
     choice = _pressure.choose_checked(snapshot, pressure, offered, last_used, rules, measure, freed)
     assert choice.chosen and choice.plan is not None
