@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -104,6 +105,25 @@ def derive(size: dict) -> dict:
         out["community_loop_vs_janitor_list"] = loop / best("janitor_list")
     if best("community_prune") and best("janitor_filter"):
         out["janitor_filter_vs_prune"] = best("janitor_filter") / best("community_prune")
+    rounds = round_ratios(size, "janitor_list")
+    if rounds:
+        out["janitor_list_module_vs_rmi_median_round"] = statistics.median(rounds)
+    return out
+
+
+def round_ratios(size: dict, key: str) -> list:
+    """Round by round: (the row's time - the same round's no-op) / the same round's ``docker rmi``, for the rounds
+    where all three ran. The best-of-rounds ratio pairs each row's best round; this shows how much of it is noise."""
+    rows = size["rows"]
+
+    def times(name):
+        return [s["seconds"] if s.get("rc") == 0 or name == "docker_rmi" else None
+                for s in (rows.get(name) or {}).get("samples", [])]
+
+    out = []
+    for row, noop, rmi in zip(times(key), times("noop"), times("docker_rmi")):
+        if row is not None and noop is not None and rmi:
+            out.append((row - noop) / rmi)
     return out
 
 
@@ -191,9 +211,12 @@ def markdown(results: dict) -> str:
     if machine.get("load_average_at_end"):
         machine = dict(machine, description=machine["description"].rstrip(")") +
                        f", {machine['load_average_at_end'][0]:.1f} at the end)")
+    small = ""
+    if results.get("repeat_small") and results["repeat_small"] != results.get("repeat"):
+        small = f" ({results['repeat_small']} at N ≤ {results.get('small_n', '?')})"
     lines.append(f"Machine: {machine.get('description', '?')}. Engine: {results.get('engine', {}).get('describe', '?')}"
                  f"; data-root on {results.get('engine', {}).get('data_root', '?')}. Best of "
-                 f"{results.get('repeat', '?')} (community.docker loop: one run). Run {results.get('started', '?')}.")
+                 f"{results.get('repeat', '?')}{small} (community.docker loop: one run). Run {results.get('started', '?')}.")
     lines.append("")
     lines.append("Times are wall-clock seconds of the whole process (best round); client CPU is the user + system "
                  "CPU of that process and its children (not the engine's).")
@@ -263,6 +286,13 @@ def markdown(results: dict) -> str:
             cells += ["—", "", ""]
     lines.append("| space_reclaimed of the explicit-list run, next to the engine's LayersSize drop | "
                  + " | ".join(cells) + " |")
+    cells = []
+    for n in ns:
+        rounds = round_ratios(sizes[n], "janitor_list")
+        cells += [(", ".join(f"{r:.2f}×" for r in rounds) + f" (median {statistics.median(rounds):.2f}×)")
+                  if rounds else "—", "", ""]
+    label = labelled("module time × docker rmi, round by round (each round's own no-op and docker rmi)", True)
+    lines.append(f"| {label} | " + " | ".join(cells) + " |")
     planner = results.get("planner")
     if planner:
         lines.append("")

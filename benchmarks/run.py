@@ -50,6 +50,7 @@ DEFAULT_OUTPUT = BENCH / "results" / "latest.json"
 SMOKE_OUTPUT = CACHE / "bench-smoke.json"
 MODULE_PYTHON = REPO / ".venv" / "bin" / "python"
 DESTRUCTIVE = ("janitor_list", "janitor_list_cold", "janitor_filter", "docker_rmi", "community_prune")
+SMALL_N = 300  # up to this N a row gets --repeat-small rounds
 
 
 def log(text: str) -> None:
@@ -323,8 +324,10 @@ def measure_size(runner: Runner, n: int, args) -> dict:
         path.unlink(missing_ok=True)
         return path
 
-    for round_no in range(args.repeat):
-        log(f"N={n}: round {round_no + 1}/{args.repeat}")
+    rounds = rounds_at(args, n)
+    size["rounds"] = rounds
+    for round_no in range(rounds):
+        log(f"N={n}: round {round_no + 1}/{rounds}")
         be.restore()
         if round_no == 0:
             # untimed: one check run fills the warm rows' layer_cache, which then stays across the restores
@@ -558,6 +561,9 @@ def parse_args(argv=None):
                         help="comma-separated engine kinds: legacy, classic, containerd (default legacy,containerd; "
                              "smoke: legacy); one results file each")
     parser.add_argument("--repeat", type=int, default=None, help="rounds per row (default 3; smoke: 1)")
+    parser.add_argument("--repeat-small", type=int, default=None,
+                        help=f"rounds per row at N <= {SMALL_N} (default 5, at least --repeat; smoke: 1): there the "
+                             f"whole run takes about a second and the machine's noise is a larger share of it")
     parser.add_argument("--no-community", action="store_true", help="skip the community.docker rows")
     parser.add_argument("--community-loop-max", type=int, default=200,
                         help="run the community.docker loop only up to this N (default 200); above it the row "
@@ -575,12 +581,18 @@ def parse_args(argv=None):
                     .split(",") if kind.strip()]
     args.sizes = [int(x) for x in sizes.split(",") if x.strip()]
     args.repeat = args.repeat or (1 if args.smoke else 3)
+    args.repeat_small = max(args.repeat, args.repeat_small or (1 if args.smoke else 5))
     args.no_community = args.no_community or args.smoke
     args.no_profile = args.no_profile or args.smoke
     args.planner_images = args.planner_images or (1000 if args.smoke else 10_000)
     args.planner_containers = args.planner_containers or args.planner_images // 2
     args.output = args.output or (SMOKE_OUTPUT if args.smoke else DEFAULT_OUTPUT)
     return args
+
+
+def rounds_at(args, n: int) -> int:
+    """The rounds per row at ``n`` images: more at the small sizes, where one round takes about a second."""
+    return args.repeat_small if n <= SMALL_N else args.repeat
 
 
 def output_for(args, kind: str) -> Path:
@@ -604,7 +616,7 @@ def main(argv=None) -> int:
 def measure_engine(args, kind: str, output: Path, source, community_playbook) -> None:
     results = {
         "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "smoke": args.smoke, "repeat": args.repeat, "machine": machine(), "janitor_docker": source,
+        "smoke": args.smoke, "repeat": args.repeat, "repeat_small": args.repeat_small, "small_n": SMALL_N, "machine": machine(), "janitor_docker": source,
         "community": community_version(community_playbook) if community_playbook else None,
         "layer_cache": {"warm": "the janitor rows: layer_cache in the work dir, filled by one untimed check run per "
                                 "N before the rounds, kept across the restores",

@@ -134,3 +134,11 @@ def test_memory_planner_and_report(smoke):
     assert "| 1. janitor.docker.image_remove, explicit list (whole ansible-playbook), cold: layer_cache file" in table
     assert "| module time, explicit list, --check, cold: layer_cache file deleted just before the run |" in table
     assert "| of which image_remove's own work, explicit list, --check" in table
+    # round by round: each round's own no-op and docker rmi (one round in the smoke run)
+    size = results["sizes"]["20"]
+    rows = size["rows"]
+    assert size["rounds"] == 1 and results["repeat_small"] == 1
+    own = (rows["janitor_list"]["samples"][0]["seconds"] - rows["noop"]["samples"][0]["seconds"]) \
+        / rows["docker_rmi"]["samples"][0]["seconds"]
+    assert size["derived"]["janitor_list_module_vs_rmi_median_round"] == round(own, 4)
+    assert f"{own:.2f}× (median {own:.2f}×)" in table
