@@ -82,7 +82,8 @@ class SilentDaemon(_UnixServer):
 
 
 class FakeDaemon(_UnixServer):
-    """Answers ``/_ping`` and ``/version`` like a daemon of API ``api_version``; 404 for everything else."""
+    """Answers ``/_ping`` and ``/version`` like a daemon of API ``api_version`` (with dockerd's ``Api-Version`` and
+    ``Server`` headers); 404 for everything else."""
 
     def __init__(self, path: Path, api_version: str, version: str = "19.03.15"):
         self.api_version = api_version
@@ -112,6 +113,7 @@ class FakeDaemon(_UnixServer):
                     else:
                         status, body, kind = "404 Not Found", b'{"message":"page not found"}', "application/json"
                     conn.sendall(f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nApi-Version: {self.api_version}\r\n"
+                                 f"Server: Docker/{self.version} (linux)\r\n"
                                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
 
 
@@ -218,11 +220,18 @@ class FakeEngine:
     * ``stall``: requests whose path contains this string are read and never answered;
     * ``not_json``: requests whose path contains this string get a 200 answer that is not JSON;
     * ``refuse``: ``{reference or ID: (status, message)}`` answered to a ``DELETE`` of it, nothing done;
+    * ``fail``: ``{path fragment: (status, message)}`` answered to every request whose path holds the fragment;
+    * ``api_header``: False to leave out the ``Api-Version`` header (a server that is not a Docker daemon);
+    * ``delay``: ``{path fragment: seconds}`` to wait before answering a request whose path holds the fragment.
+
+    Like dockerd, every answer carries ``Api-Version`` (``API_VERSION``) and ``Server`` headers, and a request at a
+    ``/v{version}/`` newer than ``API_VERSION`` is refused (400 ``client version ... is too new``).
     * ``vanish``: the next N image listings answer ``(status, message)`` as the containerd store does when another
       client deleted content it was listing (``vanish_answer``, default a 404 ``NotFound: content digest ...``).
     """
 
     API_VERSION = "1.41"
+    VERSION = "20.10.24"
 
     def __init__(self, path: Path, images: dict):
         import http.server
@@ -245,6 +254,9 @@ class FakeEngine:
         self.stall = ""
         self.not_json = ""
         self.refuse: dict = {}
+        self.fail: dict = {}
+        self.api_header = True
+        self.delay: dict = {}
         self.vanish = 0
         self.vanish_answer = (404, "NotFound: content digest sha256:" + "ab" * 32 + ": not found")
         self.path = Path(path)
@@ -274,13 +286,19 @@ class FakeEngine:
                     fake.closing.wait()
                     self.close_connection = True
                     return
+                for fragment, seconds in list(fake.delay.items()):
+                    if fragment in self.path:
+                        time.sleep(seconds)
                 status, body = fake.handle(method, self.path)
                 if fake.not_json and fake.not_json in self.path:
                     status, body = 200, b"<html><body>502 Bad Gateway</body></html>"
                 head = b"".join(f"HTTP/1.1 {code}\r\n\r\n".encode() for code in fake.interim)
-                reason = {200: "OK", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error"}.get(status, "Error")
-                head += f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nApi-Version: " \
-                        f"{fake.API_VERSION}\r\nContent-Length: {len(body)}\r\n".encode()
+                reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict",
+                          500: "Internal Server Error"}.get(status, "Error")
+                head += f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nServer: " \
+                        f"Docker/{fake.VERSION} (linux)\r\nContent-Length: {len(body)}\r\n".encode()
+                if fake.api_header:
+                    head += f"Api-Version: {fake.API_VERSION}\r\n".encode()
                 if fake.connection_header:
                     head += f"Connection: {fake.connection_header}\r\n".encode()
                 data = head + b"\r\n" + body
@@ -331,10 +349,18 @@ class FakeEngine:
 
         split = urlsplit(raw_path)
         path = split.path
+        asked = None
         if path.startswith("/v") and path.count("/") >= 2:
-            path = "/" + path.split("/", 2)[2]
+            asked, path = path.split("/", 2)[1][1:], "/" + path.split("/", 2)[2]
         with self.lock:
-            status, value = self._handle(method, path, split.query)
+            failing = [answer for fragment, answer in self.fail.items() if fragment in raw_path]
+            if asked is not None and tuple(map(int, asked.split("."))) > tuple(map(int, self.API_VERSION.split("."))):
+                status, value = 400, {"message": f"client version {asked} is too new. Maximum supported API "
+                                                 f"version is {self.API_VERSION}"}
+            elif failing:
+                status, value = failing[0][0], {"message": failing[0][1]}
+            else:
+                status, value = self._handle(method, path, split.query)
             self.log.append((method, unquote(raw_path), status))
         return status, json.dumps(value).encode() + b"\n"
 
@@ -342,11 +368,11 @@ class FakeEngine:
         from urllib.parse import unquote
 
         if method == "GET" and path == "/version":
-            return 200, {"ApiVersion": self.API_VERSION, "Version": "20.10.24", "MinAPIVersion": "1.12"}
+            return 200, {"ApiVersion": self.API_VERSION, "Version": self.VERSION, "MinAPIVersion": "1.12"}
         if method == "GET" and path == "/_ping":
             return 200, "OK"
         if method == "GET" and path == "/info":
-            return 200, {"ServerVersion": "20.10.24", "Driver": "overlay2", "DriverStatus": []}
+            return 200, {"ServerVersion": self.VERSION, "Driver": "overlay2", "DriverStatus": []}
         if method == "GET" and path == "/images/json":
             if self.vanish:
                 self.vanish -= 1
