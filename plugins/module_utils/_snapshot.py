@@ -5,15 +5,17 @@
 """One read of the engine's images and containers, as plain immutable records.
 
 ``read(client)`` makes exactly two list requests (``GET /images/json?all=1`` and ``GET /containers/json?all=1``,
-each read again when the store changed under it) plus one ``GET /info``; nothing after it talks to the engine, so selection and planning are pure functions of a
-``Snapshot`` and can be tested without a daemon. The one extra read, each image's layers (which only check mode
-needs, to predict released layers on the classic store), is the transport's ``LayerReader``: it runs beside the
-planner. This module imports no transport and no SDK.
+each read again when the store changed under it) plus one ``GET /info``, sent beside the listings; nothing after it
+talks to the engine, so selection and planning are pure functions of a ``Snapshot`` and can be tested without a
+daemon. The one extra read, each image's layers (which only check mode needs, to predict released layers on the
+classic store), is the transport's ``LayerReader``: it runs beside the planner. This module imports no transport
+and no SDK.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -122,8 +124,10 @@ def _clean(values, none_value):
     return tuple(v for v in (values or ()) if v and v != none_value)
 
 
-def image_from_api(data):
-    """An ImageRecord from one entry of ``GET /images/json``."""
+def image_from_api(data, manifests=True):
+    """An ImageRecord from one entry of ``GET /images/json``; without ``manifests`` (a graph-driver store, whose
+    listing has none) its ``manifests`` stay empty whatever the entry holds."""
+    listed = data.get("Manifests") if manifests else None
     return ImageRecord(
         id=data["Id"],
         parent=data.get("ParentId") or "",
@@ -132,7 +136,7 @@ def image_from_api(data):
         created=int(data.get("Created") or 0),
         size=int(data.get("Size") or 0),
         labels=tuple(sorted((data.get("Labels") or {}).items())),
-        manifests=tuple(sorted(str(m.get("ID") or "") for m in data.get("Manifests") or ()
+        manifests=tuple(sorted(str(m.get("ID") or "") for m in listed or ()
                                if isinstance(m, dict) and m.get("Available"))),
     )
 
@@ -180,19 +184,53 @@ def _listing(call):
     return None  # pragma: no cover - the loop returns or raises
 
 
+class _Aside:
+    """``call()`` in a thread of its own; ``result()`` waits for it and returns its answer or raises its error."""
+
+    def __init__(self, call, name):
+        self._answer = None
+        self._error = None
+        self._thread = threading.Thread(target=self._run, args=(call,), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, call):
+        try:
+            self._answer = call()
+        except BaseException as exc:  # noqa: BLE001 - raised in the calling thread by result()
+            self._error = exc
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._answer
+
+
 def read(client):
-    """Read images, containers and the store kind once (on the containerd store with each image's manifests, which
-    the engine lists from API 1.47 on). ``client`` is an engine of ``_transport``."""
-    info = client.info()
-    listing = client.images
-    if store_of(info) == CONTAINERD:
-        listing = functools.partial(client.images, manifests=True)
-    images = tuple(image_from_api(item) for item in _listing(listing))
-    containers = tuple(container_from_api(item) for item in _listing(client.containers))
+    """Read images, containers and the store kind once. ``client`` is an engine of ``_transport``.
+
+    The listing asks for each image's manifests whatever the store (the transport sends ``manifests=1`` from API
+    1.47 on; a graph-driver store ignores it and lists the same), so it need not wait for ``GET /info`` (the store
+    kind): on an engine that serves concurrent reads (``concurrent_reads``) the info is read in a thread beside the
+    listings, else first. Its error, when it fails, is the one raised, as if it had been read first; no thread is
+    left running. The ``manifests`` are kept on the containerd store only.
+    """
+    aside = _Aside(client.info, "janitor-info") if getattr(client, "concurrent_reads", False) else None
+    info = client.info() if aside is None else None
+    try:
+        images = _listing(functools.partial(client.images, manifests=True))
+        containers = _listing(client.containers)
+    except BaseException:
+        if aside is not None:
+            aside.result()  # the info's error first, as when it was read before the listings
+        raise
+    if aside is not None:
+        info = aside.result()
+    store = store_of(info)
     return Snapshot(
-        images=images,
-        containers=containers,
-        store=store_of(info),
+        images=tuple(image_from_api(item, manifests=store == CONTAINERD) for item in images),
+        containers=tuple(container_from_api(item) for item in containers),
+        store=store,
         engine_version=info.get("ServerVersion", ""),
         api_version=client.api_version,
     )

@@ -7,7 +7,7 @@
 This is the only module that talks to the Docker engine. ``connect(params)`` checks the daemon's API version
 (on a unix socket with one ``GET /_ping``, whose ``API-Version`` header names it) and returns an ``Engine`` with the
 reads a run needs (``info()``, ``images(all=True)``, ``containers(all=True)``, ``inspect_container(id)``, ``df()``,
-``version()``, ``api_version``, ``host``) and ``bulk_calls(engine, size)`` gives the requests sent once per image
+``version()``, ``api_version``, ``host``, ``concurrent_reads``) and ``bulk_calls(engine, size)`` gives the requests sent once per image
 or container (``remove_image``, ``remove_container``, ``inspect_image``, ``inspect_images``), at most ``size`` at a
 time.
 
@@ -434,7 +434,13 @@ class _Connections:
 
 
 class _UnixEngine:
-    """A daemon on a unix socket, spoken to with ``http.client``; every failure an ``_errors`` exception."""
+    """A daemon on a unix socket, spoken to with ``http.client``; every failure an ``_errors`` exception.
+
+    Its reads may be sent from several threads at once (``concurrent_reads``): a thread that finds no idle
+    connection opens one of its own, and at most one idle connection is kept afterwards.
+    """
+
+    concurrent_reads = True
 
     def __init__(self, host, socket_path, timeout):
         self.host = host  # the daemon as the user named it, for messages
@@ -646,7 +652,13 @@ def _sdk_json(client, verb, path, name, params):
 
 
 class _SDKEngine:
-    """A daemon on tcp://, TLS or ssh://, through the Docker SDK's ``APIClient``; failures as ``_errors`` types."""
+    """A daemon on tcp://, TLS or ssh://, through the Docker SDK's ``APIClient``; failures as ``_errors`` types.
+
+    Its reads are sent one after the other (``concurrent_reads`` false): the SDK's client is a ``requests``
+    session, which requests does not promise to be safe to share between threads.
+    """
+
+    concurrent_reads = False
 
     def __init__(self, host, params, timeout, auto, api_version):
         docker = _sdk()
