@@ -242,8 +242,9 @@ def connect(params):
     if not engine_api:
         engine.close()
         raise JanitorError(f"the server at {host} is not a Docker daemon: its answer to the API version check "
-                           f"(GET /_ping) has no API-Version header; is docker_host a Docker daemon, or a proxy "
-                           f"in front of one that drops that header?")
+                           f"names no API version (GET /_ping without an API-Version header on a unix socket, "
+                           f"GET /version without ApiVersion elsewhere); is docker_host a Docker daemon, or a proxy "
+                           f"in front of one that drops it?")
     if api_version_tuple(engine_api) < api_version_tuple(MIN_API_VERSION):
         engine.close()
         raise JanitorError(
@@ -261,6 +262,11 @@ def _named(version):
     if version.get("Server"):
         return f" (Server: {version['Server']})"
     return ""
+
+
+def _as_dict(answer):
+    """A JSON answer that should be an object, as a dict (empty when it is something else)."""
+    return answer if isinstance(answer, dict) else {}
 
 
 def api_version_tuple(text):
@@ -684,12 +690,12 @@ class _SDKEngine:
         return self.client.api_version
 
     def start(self, api_version):
-        version = self.call(self.client.version, "asking the daemon's version", api_version=False)
-        if self._auto:
-            self.client._version = version["ApiVersion"]  # pylint: disable=protected-access
+        version = _as_dict(self.call(self.client.version, "asking the daemon's version", api_version=False))
+        if self._auto and version.get("ApiVersion"):
+            self.client._version = str(version["ApiVersion"])  # pylint: disable=protected-access
         self.call(self.client.ping, "pinging the daemon")
         if api_version is not None:
-            version = self.call(self.client.version, "asking the daemon's version")
+            version = _as_dict(self.call(self.client.version, "asking the daemon's version"))
         self._version = version
         return version
 

@@ -104,3 +104,37 @@ def test_sdk_failures_become_our_errors():
     assert isinstance(errors["not_json"], _errors.AnswerLostError) and "not JSON" in errors["not_json"].message
     for error in errors.values():
         assert error.message.startswith("removing image a:1: ") and "Traceback" not in error.message
+
+
+@pytest.mark.parametrize("answer", [b"{}", b"[]", b'{"ApiVersion": null, "Version": "x"}', b'"1.41"'])
+def test_a_tcp_server_whose_version_answer_names_no_api_version_is_not_a_docker_daemon(answer):
+    """The SDK path (tcp://) reads the API version from GET /version: an answer without ApiVersion is a clear error
+    naming the host, never a traceback (it was a KeyError)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the name http.server calls
+            body = answer if self.path.endswith("/version") else b"OK"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host = f"tcp://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(_errors.JanitorError) as info:
+            _transport.connect({"docker_host": host, "timeout": 5})
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert f"the server at {host} is not a Docker daemon" in info.value.message
+    assert "names no API version" in info.value.message
