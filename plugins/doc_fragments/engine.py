@@ -14,6 +14,8 @@ options:
     description:
       - The Docker daemon to talk to, as a URL such as V(unix:///var/run/docker.sock), V(tcp://203.0.113.5:2376)
         or V(ssh://user@host).
+      - V(ssh://) hosts are reached through the Docker SDK with the C(paramiko) package, which must be installed on
+        the managed host too; the remote user runs C(docker system dial-stdio) there.
       - If not set, the value of the E(DOCKER_HOST) environment variable is used, and if that is not set either,
         V(unix:///var/run/docker.sock).
     type: str
@@ -72,9 +74,11 @@ options:
 notes:
   - Connection options can be set once for every module of this collection with
     C(module_defaults) and the action group C(group/janitor.docker.docker).
-  - The modules talk to the daemon through the Docker SDK for Python (the C(docker) package, 7.0 or newer),
-    which must be installed on the host that runs the module.
+  - On a unix socket the modules talk to the daemon with Python's C(http.client) and need no other package.
+    C(tcp://) and C(ssh://) hosts go through the Docker SDK for Python (the C(docker) package, 7.0 or newer), and
+    C(ssh://) hosts also through C(paramiko); both must be installed on the host that runs the module.
 requirements:
-  - "Docker SDK for Python >= 7.0.0 (the C(docker) package)"
+  - "Docker SDK for Python >= 7.0.0 (the C(docker) package), for tcp:// and ssh:// hosts"
+  - "paramiko, for ssh:// hosts"
   - "A Docker daemon with API version 1.41 (Docker 20.10) or newer"
 """

@@ -287,6 +287,12 @@ def _connection_error(host, exc, params=None):
     params = params or {}
     text = str(exc)
     lowered = text.lower()
+    if "paramiko" in lowered and str(host).startswith("ssh://"):
+        return SDKMissingError(
+            f"{host} is an ssh:// host, which the Docker SDK reaches through the paramiko package: install paramiko "
+            f"on the managed host beside the Docker SDK (pip install paramiko), or reach the daemon over tcp:// with "
+            f"TLS, or run the task on the daemon's own host with its unix socket ({text})"
+        )
     if "permission denied" in lowered:
         return EngineUnreachableError(
             f"permission denied on the Docker socket of {host}: run the task as root (become: true) or as a member "

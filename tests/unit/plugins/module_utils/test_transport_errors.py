@@ -138,3 +138,20 @@ def test_a_tcp_server_whose_version_answer_names_no_api_version_is_not_a_docker_
         thread.join(5)
     assert f"the server at {host} is not a Docker daemon" in info.value.message
     assert "names no API version" in info.value.message
+
+
+def test_an_ssh_host_without_paramiko_names_the_missing_package(monkeypatch):
+    """The Docker SDK reaches ssh:// hosts through paramiko; without it the SDK says "Install paramiko package": the
+    error names the package, where to install it and the other ways to reach the daemon."""
+    import docker
+    import docker.errors
+
+    def refuse(*args, **kwargs):
+        raise docker.errors.DockerException("Install paramiko package to enable ssh:// support")
+
+    monkeypatch.setattr(docker, "APIClient", refuse)
+    with pytest.raises(_errors.SDKMissingError) as info:
+        _transport.connect({"docker_host": "ssh://janitor@127.0.0.1:22", "timeout": 5})
+    message = info.value.message
+    assert "ssh://janitor@127.0.0.1:22 is an ssh:// host" in message and "install paramiko" in message
+    assert "tcp://" in message and "unix socket" in message
