@@ -61,9 +61,10 @@ def _die_with_parent() -> None:
 class SshServer:
     """One ``sshd`` listening on ``addresses`` (one port for all), key authentication only."""
 
-    def __init__(self, addresses: list[str], lifetime: int = 3600):
+    def __init__(self, addresses: list[str], lifetime: int = 3600, environment: dict | None = None):
         self.addresses = list(addresses)
         self.lifetime = lifetime
+        self.environment = dict(environment or {})  # set in every session (sshd's SetEnv), e.g. DOCKER_HOST
         self.user = getpass.getuser()
         self.root: Path | None = None
         self.port: int | None = None
@@ -72,6 +73,11 @@ class SshServer:
     @property
     def client_key(self) -> Path:
         return self.root / "client_ed25519"
+
+    @property
+    def host_key(self) -> str:
+        """The server's public host key, ``type base64`` (for a known_hosts line)."""
+        return " ".join((self.root / "host_ed25519.pub").read_text().split()[:2])
 
     @property
     def log_path(self) -> Path:
@@ -119,6 +125,7 @@ class SshServer:
             "MaxSessions 100",
             "Subsystem sftp internal-sftp",
             "LogLevel VERBOSE",
+            *(f"SetEnv {name}={value}" for name, value in self.environment.items()),
         ]
         (self.root / "sshd_config").write_text("\n".join(config) + "\n")
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
