@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import IN_CI
 from tests.harness.ansible_runner import run_module
+from tests.harness.images import available_manifests, pulled_index
 from tests.harness.sshd import SshServer, SshUnavailable, loopback_addresses
 
 pytestmark = pytest.mark.engine
@@ -94,3 +95,26 @@ def test_storage_info_over_ssh_reads_what_the_unix_socket_reads(engine, ssh_host
         "read": False, "reason": f"the daemon at {url} is not on this host (only a unix socket here is)"}
     assert over_ssh["storage"]["config"]["daemon_json"]["exists"] is None  # not known, rather than "absent"
     assert over_ssh["findings"] == local["findings"]
+
+
+def test_platforms_over_ssh_removes_the_variant_the_unix_socket_run_predicts(clean_engine, registry, ssh_host):
+    """``platforms`` (API 1.50, the containerd store) through the SDK over ssh: the per-image inspects with their
+    manifests and the DELETE with ``platforms`` go through the ssh connection."""
+    if clean_engine.kind != "containerd":
+        pytest.skip("platforms removes a variant's content on the containerd image store")
+    _server, url = ssh_host
+    ref, image_id = pulled_index(clean_engine, registry, "plat/ssh", "plat/ssh-copy:1")()
+    arm64 = next(digest for (arch, digest) in available_manifests(clean_engine, image_id) if arch == "arm64")
+    args = {"images": [ref], "platforms": ["linux/arm64"], "force": True, "timeout": 60}
+    local = run_module("image_remove", dict(args, docker_host=clean_engine.url), check_mode=True)
+    over_ssh = run_module("image_remove", dict(args, docker_host=url), check_mode=True)
+    assert not over_ssh.failed, over_ssh.get("msg")
+    assert _picked(over_ssh) == _picked(local) and over_ssh["deleted_platforms"] == local["deleted_platforms"]
+    assert over_ssh["deleted_platforms"] == [{"image": image_id, "platform": "linux/arm64", "manifest": arm64}]
+    before = clean_engine.state()
+    real = run_module("image_remove", dict(args, docker_host=url))
+    assert not real.failed, real.get("msg")
+    assert real["deleted_platforms"] == over_ssh["deleted_platforms"] and _picked(real) == _picked(over_ssh)
+    assert clean_engine.state() == before  # the image and its names stay
+    available = available_manifests(clean_engine, image_id)
+    assert available[("arm64", arm64)] is False and True in available.values()  # arm64's content gone, amd64's kept
