@@ -24,6 +24,13 @@ from tests.harness.world import WorldEngine  # noqa: E402
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+def missing(why: str):
+    """A test's prerequisite is missing: a failure under CI (where `make test` installs everything), else a skip."""
+    if IN_CI:
+        pytest.fail(why)
+    pytest.skip(why)
+
+
 def pytest_addoption(parser):
     parser.addoption("--engines", default=None,
                      help=f"comma-separated engine kinds to test on ({', '.join(KINDS)}; default all, "
@@ -91,9 +98,7 @@ class _EnginePool:
 
     @staticmethod
     def _unavailable(reason: str):
-        if IN_CI:
-            pytest.fail(f"Docker engine unavailable under CI: {reason}")
-        pytest.skip(f"Docker engine unavailable: {reason}")
+        missing(f"Docker engine unavailable: {reason}")
 
     def stop_all(self):
         for engine in self.engines.values():
@@ -146,9 +151,7 @@ def registry():
     try:
         reg.start()
     except RuntimeError as exc:
-        if IN_CI:
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        missing(str(exc))
     yield reg
     reg.stop()
 

@@ -8,12 +8,14 @@ traceback on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -197,6 +199,22 @@ def run_python_as(user: str, code: str, timeout: float = 60) -> subprocess.Compl
     return subprocess.run(["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", "--", sys.executable,
                            "-c", code], capture_output=True, text=True, timeout=timeout, env=env, cwd="/",
                           check=False)
+
+
+def image_id(n: int) -> str:
+    """A well-formed image ID for a fake engine's store: ``sha256:`` and the byte ``n`` 32 times."""
+    return "sha256:" + f"{n:02x}" * 32
+
+
+SMALL_STORE = {image_id(n): [f"app{n}:1"] for n in range(1, 4)}  # three images, one tag each
+
+
+@contextlib.contextmanager
+def fake_engine(images: dict | None = None):
+    """A ``FakeEngine`` on a socket in a temporary directory, holding ``images`` (``SMALL_STORE`` by default)."""
+    with tempfile.TemporaryDirectory(prefix="jd-") as tmp:
+        with FakeEngine(Path(tmp) / "engine.sock", SMALL_STORE if images is None else images) as daemon:
+            yield daemon
 
 
 class FakeEngine:

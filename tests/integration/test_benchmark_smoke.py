@@ -7,18 +7,17 @@ The smoke run skips the community.docker rows, so CI never installs the ``ansibl
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing
 from tests.harness.engines import engine_spec
 from tests.harness.registry import REGISTRY_BIN
 
 REPO = Path(__file__).resolve().parents[2]
-IN_CI = os.environ.get("CI", "").lower() == "true"
 ROWS = ("janitor_list", "janitor_list_cold", "janitor_filter", "janitor_list_check", "janitor_list_check_cold",
         "janitor_filter_check", "docker_rmi", "noop", "echo_check")
 DESTRUCTIVE = ("janitor_list", "janitor_list_cold", "janitor_filter", "docker_rmi")
@@ -28,9 +27,7 @@ DESTRUCTIVE = ("janitor_list", "janitor_list_cold", "janitor_filter", "docker_rm
 def smoke(tmp_path_factory):
     why = engine_spec("legacy").missing() or ("" if REGISTRY_BIN.is_file() else f"{REGISTRY_BIN} not found")
     if why:
-        if IN_CI:
-            pytest.fail(why)
-        pytest.skip(why)
+        missing(why)
     out = tmp_path_factory.mktemp("bench") / "smoke.json"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--smoke", "--engine", "legacy",
                            "--output", str(out)], capture_output=True, text=True, timeout=600, check=False,

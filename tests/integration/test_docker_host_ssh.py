@@ -14,7 +14,7 @@ import importlib.util
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.conftest import missing
 from tests.harness.ansible_runner import run_module
 from tests.harness.images import available_manifests, pulled_index
 from tests.harness.sshd import SshServer, SshUnavailable, loopback_addresses
@@ -31,16 +31,12 @@ def ssh_host(engine, tmp_path, monkeypatch):
     """``ssh://user@127.0.0.6:port`` reaching ``engine``; the sshd stops after the test."""
     if importlib.util.find_spec("paramiko") is None:
         why = "paramiko is not installed (requirements-dev.txt has it; the Docker SDK reaches ssh:// hosts with it)"
-        if IN_CI:
-            pytest.fail(why)
-        pytest.skip(why)
+        missing(why)
     server = SshServer([ADDRESS], lifetime=600, environment={"DOCKER_HOST": engine.url})
     try:
         server.start()
     except SshUnavailable as exc:
-        if IN_CI:
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        missing(str(exc))
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "config").write_text(f"Host {ADDRESS}\n  IdentityFile {server.client_key}\n")

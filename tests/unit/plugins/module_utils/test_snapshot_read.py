@@ -3,29 +3,23 @@ failure of either side raised as when the info was read first (same message, sam
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from ansible_collections.janitor.docker.plugins.module_utils import _errors, _snapshot, _transport
-from tests.harness.faults import FakeEngine
+from tests.harness.faults import SMALL_STORE, fake_engine
+from tests.harness.faults import image_id as iid
 
 
-def iid(n):
-    return "sha256:" + f"{n:02x}" * 32
-
-
-IMAGES = {iid(n): [f"app{n}:1"] for n in range(1, 4)}
+IMAGES = SMALL_STORE
 
 
 @pytest.fixture
 def fake():
-    with tempfile.TemporaryDirectory(prefix="jd-") as tmp:
-        with FakeEngine(Path(tmp) / "engine.sock", IMAGES) as daemon:
-            yield daemon
+    with fake_engine(IMAGES) as daemon:
+        yield daemon
 
 
 def _read(fake, timeout=5):

@@ -3,28 +3,18 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
 from ansible_collections.janitor.docker.plugins.module_utils import _errors, _transport
-from tests.harness.faults import FakeEngine
-
-
-def iid(n):
-    return "sha256:" + f"{n:02x}" * 32
-
-
-IMAGES = {iid(n): [f"app{n}:1"] for n in range(1, 4)}
+from tests.harness.faults import SMALL_STORE, fake_engine
 
 
 @pytest.fixture
 def fake():
-    with tempfile.TemporaryDirectory(prefix="jd-") as tmp:
-        with FakeEngine(Path(tmp) / "engine.sock", IMAGES) as daemon:
-            yield daemon
+    with fake_engine() as daemon:
+        yield daemon
 
 
 def _connect(fake, **params):
@@ -132,7 +122,7 @@ def test_faults_on_the_ping_leave_the_next_answers_right(fake, faults):
     engine = _connect(fake)
     try:
         assert engine.api_version == "1.41"
-        assert [image["Id"] for image in engine.images(all=True)] == list(IMAGES)
+        assert [image["Id"] for image in engine.images(all=True)] == list(SMALL_STORE)
     finally:
         engine.close()
     assert [path for _method, path, _status in fake.log] == ["/_ping", "/v1.41/images/json?all=1"]
