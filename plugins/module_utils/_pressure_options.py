@@ -14,6 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from ansible_collections.janitor.docker.plugins.module_utils import _statefile
 from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
 from ansible_collections.janitor.docker.plugins.module_utils._selection import (
     DURATION_FORMS,
@@ -137,11 +138,9 @@ class Pressure:
             raise JanitorError("free_space chooses the images to remove by their last use; it cannot be combined with "
                                "images (explicit references). Use filters or all to choose the candidates, or "
                                "remove the named images in a task of their own")
-        state_path = params.get("last_used_state") or ""
-        if state_path and not str(state_path).startswith("/"):
-            raise JanitorError(f"last_used_state: {state_path!r} is not an absolute path; give a file path on the "
-                               f"managed host such as /var/lib/janitor-docker/last-used.json")
-        return cls(free_space, unused_before, str(unused_for or "").strip(), str(state_path))
+        state_path = _statefile.checked_path("last_used_state", params.get("last_used_state"),
+                                             "/var/lib/janitor-docker/last-used.json")
+        return cls(free_space, unused_before, str(unused_for or "").strip(), state_path)
 
     @property
     def active(self):

@@ -31,6 +31,7 @@ from ansible_collections.janitor.docker.plugins.module_utils import (
     _result,
     _selection,
     _snapshot,
+    _statefile,
     _transport,
 )
 
@@ -60,10 +61,7 @@ class ImageRemover:
         if params["parallel"] < 1 or params["parallel"] > 64:
             raise _errors.JanitorError(f"parallel={params['parallel']} is not valid: give a number from 1 to 64")
         self.pressure = _pressure_options.Pressure.from_params(params, self.now)
-        cache_path = params.get("layer_cache") or ""
-        if cache_path and not str(cache_path).startswith("/"):
-            raise _errors.JanitorError(f"layer_cache: {cache_path!r} is not an absolute path; give a file path on the "
-                                       f"managed host such as /var/cache/janitor-docker/layers.json")
+        _statefile.checked_path("layer_cache", params.get("layer_cache"), "/var/cache/janitor-docker/layers.json")
         if self.pressure.unused_before is not None and params["images"]:
             raise _errors.JanitorError("unused_for selects images by their last use; it cannot be combined with images "
                                        "(explicit references). Use filters or all to choose the candidates, or remove "

@@ -12,6 +12,19 @@ import json
 import os
 import tempfile
 
+from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
+
+
+def checked_path(option, value, example):
+    """The path given for ``option`` ("" when not given); ``JanitorError`` naming the option, the value and an
+    ``example`` when it is not absolute: the file is on the managed host, and a relative path would depend on the
+    directory the module happens to run in."""
+    path = str(value or "")
+    if path and not path.startswith("/"):
+        raise JanitorError(f"{option}: {path!r} is not an absolute path; give a file path on the managed host such "
+                           f"as {example}")
+    return path
+
 
 def read_json(path):
     """``(data, problem)``: the decoded file, or None and why (None and no problem when the file does not exist,
