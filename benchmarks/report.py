@@ -111,14 +111,18 @@ def derive(size: dict) -> dict:
     return out
 
 
+def counts(key: str, sample: dict) -> bool:
+    """Whether a row's sample counts for its timings: a run that succeeded (``docker rmi`` whatever its exit code)."""
+    return sample.get("rc") == 0 or key == "docker_rmi"
+
+
 def round_ratios(size: dict, key: str) -> list:
     """Round by round: (the row's time - the same round's no-op) / the same round's ``docker rmi``, for the rounds
     where all three ran. The best-of-rounds ratio pairs each row's best round; this shows how much of it is noise."""
     rows = size["rows"]
 
     def times(name):
-        return [s["seconds"] if s.get("rc") == 0 or name == "docker_rmi" else None
-                for s in (rows.get(name) or {}).get("samples", [])]
+        return [s["seconds"] if counts(name, s) else None for s in (rows.get(name) or {}).get("samples", [])]
 
     out = []
     for row, noop, rmi in zip(times(key), times("noop"), times("docker_rmi")):

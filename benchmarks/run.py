@@ -282,7 +282,7 @@ def record(rows: dict, key: str, sample: dict, leftovers: dict | None = None) ->
         if extra in sample:
             entry[extra] = sample[extra]
     row["samples"].append(entry)
-    ok = [s["seconds"] for s in row["samples"] if s["rc"] == 0 or key == "docker_rmi"]
+    ok = [s["seconds"] for s in row["samples"] if report.counts(key, s)]
     row["seconds"] = min(ok) if ok else None
     flag = "" if sample["rc"] == 0 else f"  rc={sample['rc']} {sample.get('error', '')[-300:]}"
     left = f"  left={leftovers}" if leftovers and any(leftovers.values()) else ""
