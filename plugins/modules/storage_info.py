@@ -443,15 +443,8 @@ def main():
         docker_info=dict(type="str"),
         daemon_config_path=dict(type="path", default="/etc/docker/daemon.json"),
         sysconfig_storage_path=dict(type="path", default="/etc/sysconfig/docker-storage"),
-        thresholds=dict(type="dict", default={}, options=dict(
-            data_used_percent_warning=dict(type="float", default=80),
-            data_used_percent_critical=dict(type="float", default=90),
-            metadata_used_percent_warning=dict(type="float", default=80),
-            metadata_used_percent_critical=dict(type="float", default=90),
-            data_min_free_bytes=dict(type="raw", default=_storage.DEFAULT_THRESHOLDS["data_min_free_bytes"]),
-            metadata_min_free_bytes=dict(type="raw",
-                                         default=_storage.DEFAULT_THRESHOLDS["metadata_min_free_bytes"]),
-        )),
+        # type dict without options: _storage.validate_thresholds checks the keys and values and names the bad one
+        thresholds=dict(type="dict", default={}),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     guard_secrets(module)

@@ -81,7 +81,7 @@ IMAGE_REMOVE = [
 
 STORAGE_INFO = [
     ("threshold not a number", {"thresholds": {"data_used_percent_warning": "high"}},
-     ["data_used_percent_warning", "float"]),
+     ["thresholds.data_used_percent_warning", "'high'", "percentage between 0 and 100"]),
     ("threshold unknown key", {"thresholds": {"data_used_percentage": 80}}, ["data_used_percentage"]),
     ("warning above critical", {"thresholds": {"data_used_percent_warning": 95, "data_used_percent_critical": 90}},
      ["data_used_percent_warning", "data_used_percent_critical"]),
@@ -89,9 +89,7 @@ STORAGE_INFO = [
     ("percent negative", {"thresholds": {"data_used_percent_warning": -5}}, ["data_used_percent_warning"]),
     ("size with unknown unit", {"thresholds": {"data_min_free_bytes": "5 parsecs"}}, ["5 parsecs"]),
     ("size negative", {"thresholds": {"metadata_min_free_bytes": -1}}, ["metadata_min_free_bytes"]),
-    pytest.param("thresholds not a dict", {"thresholds": "80"}, ["thresholds"], marks=pytest.mark.xfail(
-        strict=True, reason="ansible-core names no option when a dict option with suboptions gets a string it "
-                            "cannot parse ('dictionary requested, could not parse JSON or key=value')")),
+    ("thresholds not a dict", {"thresholds": "80"}, ["thresholds", "dict"]),
     ("docker_info not docker info", {"docker_info": "hello, world"}, ["docker_info"]),
     ("docker_info broken JSON", {"docker_info": '{"Driver": "devicemapper", '}, ["docker_info"]),
     ("storage unknown option", {"storage_driver": "overlay2"}, ["storage_driver"]),
