@@ -31,6 +31,35 @@ def missing(why: str):
     pytest.skip(why)
 
 
+def _role_default_layer_cache() -> Path:
+    import yaml
+
+    defaults = Path(__file__).resolve().parents[1] / "roles" / "image_cleanup" / "defaults" / "main.yml"
+    return Path(yaml.safe_load(defaults.read_text())["image_cleanup_layer_cache"])
+
+
+ROLE_LAYER_CACHE = _role_default_layer_cache()
+
+
+def _stat(path: Path):
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
+
+
+@pytest.fixture(autouse=True)
+def _no_write_to_the_role_default_layer_cache():
+    """A test that runs the role gives it a layer cache in its own directory: the role's default file on the
+    machine running the tests is never written (it would make later runs warm, and it is not the test's)."""
+    before = _stat(ROLE_LAYER_CACHE)
+    yield
+    after = _stat(ROLE_LAYER_CACHE)
+    assert after == before, (f"the test wrote {ROLE_LAYER_CACHE}, the role's default layer cache: set "
+                             f"image_cleanup_layer_cache to a path under the test's tmp_path")
+
+
 def pytest_addoption(parser):
     parser.addoption("--engines", default=None,
                      help=f"comma-separated engine kinds to test on ({', '.join(KINDS)}; default all, "

@@ -277,7 +277,8 @@ def test_role_rule_with_free_space_reports_the_hosts_measure(tight, tmp_path):
     inventory.write_text(yaml.safe_dump({"all": {"hosts": {"tight": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
         "image_cleanup_docker_host": engine.url, "image_cleanup_rules": rules,
-        "image_cleanup_last_used_state": str(state), "image_cleanup_report_dir": str(tmp_path / "report")}}}}))
+        "image_cleanup_last_used_state": str(state), "image_cleanup_report_dir": str(tmp_path / "report"),
+        "image_cleanup_layer_cache": str(tmp_path / "layers.json")}}}}))
     dry = run_playbook("janitor.docker.cleanup", inventory=str(inventory), check=True)
     assert dry.rc == 0, dry.stdout[-3000:]
     assert not state.exists()  # never written in check mode

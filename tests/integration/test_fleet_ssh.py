@@ -71,7 +71,8 @@ def ssh_fleet(request, tmp_path_factory):
             hosts = {}
             for host, address in zip(HOSTS, server.addresses):
                 hosts[host] = dict(server.host_vars(address), ansible_python_interpreter=sys.executable,
-                                   image_cleanup_docker_host=engines[host].url)
+                                   image_cleanup_docker_host=engines[host].url,
+                                   image_cleanup_layer_cache=str(tmp / f"{host}-layers.json"))
             inventory = tmp / "inventory.yml"
             inventory.write_text(yaml.safe_dump({"all": {
                 "vars": {"image_cleanup_rules": RULES, "image_cleanup_report_dir": str(tmp / "reports")},

@@ -32,6 +32,8 @@ STAMPED = re.compile(r"^image-cleanup-\d{8}T\d{6}Z(\.dry-run)?\.(json|md)$")
 
 
 def _write_inventory(path: Path, hosts: dict, **group_vars) -> str:
+    # the role's layer cache in the test's directory, not the default under /var/cache on the test machine
+    group_vars.setdefault("image_cleanup_layer_cache", str(path.parent / "layers.json"))
     path.write_text(yaml.safe_dump({"all": {"vars": group_vars, "hosts": hosts}}, sort_keys=False))
     return str(path)
 

@@ -72,11 +72,14 @@ def test_readme_sample_inventory_as_is_from_the_installed_tarball(installed, cle
     workdir.mkdir()
     (workdir / "inventory.yml").write_text(sample_inventory())
     env = {"ANSIBLE_COLLECTIONS_PATH": str(installed), "DOCKER_HOST": engine.url}
+    # the one change to the README's run: the role's layer cache in the test's directory, not under /var/cache
+    cache = {"image_cleanup_layer_cache": str(tmp_path / "layers.json")}
     before = engine.state()
-    check = run_playbook("janitor.docker.cleanup", inventory="inventory.yml", check=True, env=env, cwd=workdir)
+    check = run_playbook("janitor.docker.cleanup", inventory="inventory.yml", check=True, env=env, cwd=workdir,
+                         extra_vars=cache)
     assert check.rc == 0, check.stdout[-3000:]
     assert engine.state() == before
-    real = run_playbook("janitor.docker.cleanup", inventory="inventory.yml", env=env, cwd=workdir)
+    real = run_playbook("janitor.docker.cleanup", inventory="inventory.yml", env=env, cwd=workdir, extra_vars=cache)
     assert real.rc == 0, real.stdout[-3000:]
     after = engine.state()["images"]
     assert web[1] not in after and dangling not in after
