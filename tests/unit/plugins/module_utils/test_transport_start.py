@@ -108,6 +108,9 @@ def test_a_stalled_ping_times_out_within_about_the_timeout(fake):
     error = _refused(fake, kind=_errors.EngineUnreachableError, timeout=1)
     assert "did not answer in time" in error.message
     assert time.monotonic() - started < 2.5
+    # what was asked, the daemon and the timeout are named, and the error says it timed out
+    assert error.timed_out and "(timeout=1 s)" in error.message and fake.url in error.message
+    assert error.message.startswith("checking the daemon's API version (GET /_ping)")
 
 
 @pytest.mark.parametrize("faults", [
