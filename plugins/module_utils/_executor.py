@@ -12,6 +12,8 @@ groups run concurrently on a bounded thread pool. The result is built from the e
 * 409 (someone changed the image since the snapshot): the image is re-read and reported under ``skipped_images``;
 * an answer lost or unreadable after the request reached the engine: the request is not sent again; what it did
   is read back from the engine's state (``_read_back``) and reported with a warning;
+* no answer within ``timeout``: the request is not sent again and not read back (the engine may still be at it);
+  no new step starts, and the message says that the result lists only what the engine confirmed;
 * any other error: no new step starts, the task fails, and the result still lists what was done.
 """
 
@@ -24,6 +26,7 @@ from ansible_collections.janitor.docker.plugins.module_utils import _planner, _r
 from ansible_collections.janitor.docker.plugins.module_utils._errors import (
     AnswerLostError,
     EngineAPIError,
+    EngineUnreachableError,
     ExecutionError,
     JanitorError,
 )
@@ -199,6 +202,15 @@ class _Run:
                     blocked.add(step.image_id)
                     continue
                 self._fail(exc)
+                return
+            except EngineUnreachableError as exc:
+                error = exc
+                if exc.timed_out:
+                    # not read back: a daemon this slow may still be at it, and a listing would wait as long again
+                    error = EngineUnreachableError(
+                        f"{exc.message}; the engine may still carry this request out, so the result lists only what "
+                        f"the engine confirmed before, and the next run sees what it did", timed_out=True)
+                self._fail(error)
                 return
             except JanitorError as exc:
                 self._fail(exc)

@@ -114,6 +114,7 @@ def test_a_stall_at_each_phase_ends_in_a_clear_message_in_about_the_timeout(tmp_
         if phase == "deletes":
             _exact(result, fake)
             assert "app3:1" in result["msg"] and "before the error" in result["msg"], result["msg"]
+            assert "the engine may still carry this request out" in result["msg"], result["msg"]
         else:
             assert fake.deletes() == [], fake.deletes()
 
