@@ -36,7 +36,7 @@ options:
     aliases: [docker_api_version]
   timeout:
     description:
-      - Seconds to wait for one answer of the Docker API.
+      - Seconds to wait for one answer of the Docker API, a whole number from V(1) to V(86400) (a day).
       - If not set, the value of E(DOCKER_TIMEOUT) is used, and otherwise V(60).
     type: int
     default: 60

@@ -50,6 +50,7 @@ from ansible_collections.janitor.docker.plugins.module_utils._errors import (
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 DEFAULT_TIMEOUT = 60
+MAX_TIMEOUT = 86400  # a day; far beyond it the socket layer overflows or, past 2**31 ms, times out at once
 MIN_API_VERSION = "1.41"
 MANIFESTS_LISTING_API = "1.47"  # the first API version whose image listing gives each image's Manifests
 SDK_PACKAGE = "docker"
@@ -225,7 +226,13 @@ def connect(params):
         if api_version_tuple(api_version) < api_version_tuple(MIN_API_VERSION):
             raise JanitorError(f"api_version={api_version} is older than {MIN_API_VERSION}, the oldest this "
                                f"collection supports; use auto or {MIN_API_VERSION} or newer")
-    timeout = params.get("timeout") or DEFAULT_TIMEOUT
+    timeout = params.get("timeout")
+    if timeout is None:
+        timeout = DEFAULT_TIMEOUT
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= MAX_TIMEOUT:
+        raise JanitorError(f"timeout={timeout!r} is not valid: give the seconds to wait for each answer of the Docker "
+                           f"daemon, a whole number from 1 to {MAX_TIMEOUT} (a day); DOCKER_TIMEOUT gives it when the "
+                           f"option is not set, and {DEFAULT_TIMEOUT} when neither is")
     if host.startswith("unix://") and not (params.get("tls") or params.get("validate_certs")):
         engine = _UnixEngine(host, host[len("unix://"):], timeout)
     else:

@@ -69,6 +69,11 @@ IMAGE_REMOVE = [
     ("api_version too old", {"images": ["bad-input:1"], "api_version": "1.30"}, ["api_version=1.30"]),
     ("api_version not a version", {"images": ["bad-input:1"], "api_version": "latest"}, ["latest"]),
     ("timeout not a number", {"images": ["bad-input:1"], "timeout": "soon"}, ["timeout", "soon"]),
+    # found by a fuzz run: -1 and 2**40 ended in tracebacks from the socket layer, 2**31 timed out at once, 0 meant 60
+    ("timeout negative", {"images": ["bad-input:1"], "timeout": -1}, ["timeout=-1", "from 1 to 86400"]),
+    ("timeout zero", {"images": ["bad-input:1"], "timeout": 0}, ["timeout=0", "from 1 to 86400"]),
+    ("timeout beyond a day", {"images": ["bad-input:1"], "timeout": 2 ** 31}, ["timeout=2147483648", "86400"]),
+    ("timeout overflowing", {"images": ["bad-input:1"], "timeout": 2 ** 40}, ["timeout=1099511627776", "86400"]),
     ("validate_certs without CA", {"images": ["bad-input:1"], "validate_certs": True}, ["ca_path"]),
     ("client_cert without key", {"images": ["bad-input:1"], "tls": True, "client_cert": "/etc/hostname"},
      ["client_key"]),
@@ -94,6 +99,7 @@ STORAGE_INFO = [
     ("docker_info broken JSON", {"docker_info": '{"Driver": "devicemapper", '}, ["docker_info"]),
     ("storage unknown option", {"storage_driver": "overlay2"}, ["storage_driver"]),
     ("storage api_version too old", {"api_version": "1.30"}, ["api_version=1.30"]),
+    ("storage timeout negative", {"timeout": -1}, ["timeout=-1", "from 1 to 86400"]),
 ]
 
 ROLE = [
