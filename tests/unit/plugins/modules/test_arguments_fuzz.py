@@ -37,7 +37,9 @@ def _maybe(rng, share):
 
 
 IMAGE_REMOVE_OPTIONS = {
-    "images": VALUES + [[value] for value in STRINGS], "filters": VALUES, "exclude": VALUES, "keep_latest": VALUES,
+    "images": VALUES + [[value] for value in STRINGS],
+    "filters": VALUES + [{name: value} for name in FILTER_NAMES for value in VALUES + [[value] for value in STRINGS]],
+    "exclude": VALUES + [[value] for value in STRINGS], "keep_latest": VALUES,
     "all": VALUES, "tag": VALUES, "parallel": VALUES, "timeout": VALUES + [-1, 0, 2 ** 40],
     "containers": VALUES + ["remove", "skip", "fail"],
     "platforms": VALUES + [["linux/arm64"], ["linux"], ["linux/arm64/v8/x"], ["windows/amd64"]],
