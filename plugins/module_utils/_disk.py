@@ -20,9 +20,15 @@ from ansible_collections.janitor.docker.plugins.module_utils._pressure import Me
 from ansible_collections.janitor.docker.plugins.module_utils._pressure_options import MEASURE_FILESYSTEM, MEASURE_IMAGES
 
 
+def data_root(info):
+    """``DockerRootDir`` of ``GET /info``; empty when the info names none, or not as a path."""
+    root = info.get("DockerRootDir") if isinstance(info, dict) else None
+    return root if isinstance(root, str) else ""
+
+
 def local_data_root(host, info):
     """The engine's data root when it is on this host; JanitorError (suggesting the size measure) otherwise."""
-    root = (info or {}).get("DockerRootDir") or ""
+    root = data_root(info)
     host = host or ""
     socket_path = host[len("unix://"):] if host.startswith("unix://") else ""
     if not socket_path or not os.path.exists(socket_path):
@@ -48,13 +54,18 @@ def filesystem(path):
 
 def read_measure(client, measure, info):
     """The Measure of kind ``measure``."""
-    root = (info or {}).get("DockerRootDir") or ""
     if measure == MEASURE_FILESYSTEM:
         path = local_data_root(getattr(client, "host", ""), info)
         total, used = filesystem(path)
         return Measure(MEASURE_FILESYSTEM, used, total, path)
     df = system_df(client)
-    return Measure(MEASURE_IMAGES, int(df.get("LayersSize") or 0), None, root)
+    what = f"reading the images' size (GET /system/df): the Docker daemon at {getattr(client, 'host', '')} answered"
+    if not isinstance(df, dict):
+        raise JanitorError(f"{what} {type(df).__name__}, not a JSON object")
+    size = df.get("LayersSize")
+    if isinstance(size, bool) or not isinstance(size, (int, type(None))) or (size or 0) < 0:
+        raise JanitorError(f"{what} LayersSize={size!r}, not a size in bytes")
+    return Measure(MEASURE_IMAGES, size or 0, None, data_root(info))
 
 
 def system_df(client):

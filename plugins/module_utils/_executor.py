@@ -82,6 +82,11 @@ class _Run:
             return _result.Answer(step, removed=True)
         extra = {"platforms": step.platforms} if step.platforms else {}
         entries = self.calls.remove_image(step.target, force=step.force, noprune=step.noprune, **extra)
+        if not _result.Answer.well_formed(entries):
+            # the engine took the request, but what it did cannot be read from this answer: read it back
+            raise AnswerLostError(f"{_action(step)}: the Docker daemon at {getattr(self.engine, 'host', '')} answered "
+                                  f"{str(entries)[:200]}, not the list of Untagged and Deleted entries a Docker "
+                                  f"daemon sends")
         return _result.Answer.from_entries(step, entries)
 
     def _gone(self, image_id):

@@ -44,7 +44,9 @@ def engine_time(text):
 
 def container_use(inspect, now):
     """The last time a container used its image: now while it runs, else its latest created/started/finished."""
-    state = inspect.get("State") or {}
+    state = inspect.get("State") if isinstance(inspect, dict) else None
+    state = state if isinstance(state, dict) else {}
+    inspect = inspect if isinstance(inspect, dict) else {}
     if state.get("Running") or state.get("Paused") or state.get("Restarting") or state.get("Status") in _RUNNING:
         return float(now)
     times = [engine_time(inspect.get("Created")), engine_time(state.get("StartedAt")),
@@ -57,7 +59,9 @@ def tag_times(inspections):
     """{image ID: its ``Metadata.LastTagTime``} from the images' inspect answers (``{image ID: answer}``)."""
     times = {}
     for image_id, answer in inspections.items():
-        tagged = engine_time((answer.get("Metadata") or {}).get("LastTagTime"))
+        metadata = answer.get("Metadata") if isinstance(answer, dict) else None
+        # an odd value counts as none, as an odd time does (engine_time)
+        tagged = engine_time(metadata.get("LastTagTime") if isinstance(metadata, dict) else None)
         if tagged is not None:
             times[image_id] = tagged
     return times

@@ -38,6 +38,14 @@ class Answer:
     removed: bool = False
     image: str = ""
 
+    @staticmethod
+    def well_formed(entries):
+        """True for what a DELETE /images answer holds: a list of objects whose ``Untagged`` and ``Deleted`` values,
+        where present, are strings, and at least one of them (the engine names what it did)."""
+        return isinstance(entries, list) and all(
+            isinstance(entry, dict) and all(isinstance(entry.get(key) or "", str) for key in ("Untagged", "Deleted"))
+            for entry in entries) and any(entry.get("Untagged") or entry.get("Deleted") for entry in entries)
+
     @classmethod
     def from_entries(cls, step, entries):
         """The Answer for the engine's list of ``{"Untagged": ...}`` and ``{"Deleted": ...}`` entries."""

@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ansible_collections.janitor.docker.plugins.module_utils._errors import EngineAPIError
+from ansible_collections.janitor.docker.plugins.module_utils._errors import EngineAPIError, JanitorError
 
 CLASSIC = "classic"
 CONTAINERD = "containerd"
@@ -120,6 +120,42 @@ def repository_of(reference):
     return name
 
 
+class OddAnswer(ValueError):
+    """A listing entry of another shape than a Docker daemon's (``read`` names the daemon in its message)."""
+
+
+def _text(data, key, what, required=False):
+    """The string ``data[key]``; empty when it is absent or null (``OddAnswer`` when ``required``)."""
+    value = data.get(key)
+    if value is None or value == "":
+        if required:
+            raise OddAnswer(f"{what} without {key}")
+        return ""
+    if not isinstance(value, str):
+        raise OddAnswer(f"{what} with {key}={value!r}, not a string")
+    return value
+
+
+def _texts(data, key, what):
+    """The strings of the list ``data[key]`` (absent or null: none)."""
+    values = data.get(key)
+    if values is None:
+        return []
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise OddAnswer(f"{what} with {key}={values!r}, not a list of strings")
+    return values
+
+
+def _count(data, key, what):
+    """The whole number ``data[key]`` (absent or null: 0)."""
+    value = data.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise OddAnswer(f"{what} with {key}={value!r}, not a number")
+    return int(value)
+
+
 def _clean(values, none_value):
     return tuple(v for v in (values or ()) if v and v != none_value)
 
@@ -127,36 +163,50 @@ def _clean(values, none_value):
 def image_from_api(data, manifests=True):
     """An ImageRecord from one entry of ``GET /images/json``; without ``manifests`` (a graph-driver store, whose
     listing has none) its ``manifests`` stay empty whatever the entry holds."""
+    what = "an image"
+    if not isinstance(data, dict):
+        raise OddAnswer(f"{what} listed as {data!r}, not a JSON object")
     listed = data.get("Manifests") if manifests else None
+    labels = data.get("Labels") or {}
+    if not isinstance(labels, dict):
+        raise OddAnswer(f"{what} with Labels={labels!r}, not an object")
     return ImageRecord(
-        id=data["Id"],
-        parent=data.get("ParentId") or "",
-        tags=_clean(data.get("RepoTags"), NONE_TAG),
-        digests=_clean(data.get("RepoDigests"), NONE_DIGEST),
-        created=int(data.get("Created") or 0),
-        size=int(data.get("Size") or 0),
-        labels=tuple(sorted((data.get("Labels") or {}).items())),
-        manifests=tuple(sorted(str(m.get("ID") or "") for m in listed or ()
+        id=_text(data, "Id", what, required=True),
+        parent=_text(data, "ParentId", what),
+        tags=_clean(_texts(data, "RepoTags", what), NONE_TAG),
+        digests=_clean(_texts(data, "RepoDigests", what), NONE_DIGEST),
+        created=_count(data, "Created", what),
+        size=_count(data, "Size", what),
+        labels=tuple(sorted(labels.items())),
+        manifests=tuple(sorted(str(m.get("ID") or "") for m in (listed if isinstance(listed, list) else ())
                                if isinstance(m, dict) and m.get("Available"))),
     )
 
 
 def container_from_api(data):
     """A ContainerRecord from one entry of ``GET /containers/json?all=1``."""
-    names = data.get("Names") or [""]
+    what = "a container"
+    if not isinstance(data, dict):
+        raise OddAnswer(f"{what} listed as {data!r}, not a JSON object")
+    names = _texts(data, "Names", what) or [""]
+    mounts = data.get("Mounts") or []
+    if not isinstance(mounts, (list, tuple)) or not all(isinstance(m, dict) for m in mounts):
+        raise OddAnswer(f"{what} with Mounts={mounts!r}, not a list of objects")
     return ContainerRecord(
-        id=data["Id"],
-        image_id=data.get("ImageID") or "",
-        state=data.get("State") or "",
+        id=_text(data, "Id", what, required=True),
+        image_id=_text(data, "ImageID", what),
+        state=_text(data, "State", what),
         name=names[0].lstrip("/"),
-        mounts=tuple(m["Name"] for m in data.get("Mounts") or () if m.get("Type") == "image" and m.get("Name")),
+        mounts=tuple(m["Name"] for m in mounts if m.get("Type") == "image" and isinstance(m.get("Name"), str)
+                     and m["Name"]),
     )
 
 
 def store_of(info):
     """CONTAINERD when ``GET /info`` shows the containerd snapshotter, else CLASSIC."""
-    for pair in info.get("DriverStatus") or ():
-        if len(pair) == 2 and pair[0] == "driver-type" and pair[1] == "io.containerd.snapshotter.v1":
+    status = info.get("DriverStatus") if isinstance(info, dict) else None
+    for pair in status if isinstance(status, list) else ():
+        if isinstance(pair, (list, tuple)) and list(pair) == ["driver-type", "io.containerd.snapshotter.v1"]:
             return CONTAINERD
     return CLASSIC
 
@@ -227,10 +277,20 @@ def read(client):
     if aside is not None:
         info = aside.result()
     store = store_of(info)
-    return Snapshot(
-        images=tuple(image_from_api(item, manifests=store == CONTAINERD) for item in images),
-        containers=tuple(container_from_api(item) for item in containers),
-        store=store,
-        engine_version=info.get("ServerVersion", ""),
-        api_version=client.api_version,
-    )
+    try:
+        for listing, what in ((images, "image"), (containers, "container")):
+            if not isinstance(listing, list):
+                raise OddAnswer(f"the {what} listing is {type(listing).__name__}, not a list")
+        snapshot = Snapshot(
+            images=tuple(image_from_api(item, manifests=store == CONTAINERD) for item in images),
+            containers=tuple(container_from_api(item) for item in containers),
+            store=store,
+            engine_version=str(info.get("ServerVersion", "")) if isinstance(info, dict) else "",
+            api_version=client.api_version,
+        )
+    except OddAnswer as exc:
+        host = getattr(client, "host", "")
+        raise JanitorError(f"reading the images and containers: the Docker daemon at {host} answered with "
+                           f"{exc}, which is not what a Docker daemon sends; is docker_host a Docker daemon, or a "
+                           f"proxy in front of one that changes its answers?") from exc
+    return snapshot

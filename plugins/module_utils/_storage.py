@@ -168,6 +168,10 @@ def info_from_dict(data, what="the daemon's info"):
         hint = f" (the CLI reported: {'; '.join(str(e) for e in errors)})" if errors else ""
         raise JanitorError(f"{what} has no storage driver (no Driver key): is it the output of `docker info` "
                            f"against a running daemon?{hint}")
+    for key, kind, form in (("Driver", str, "a string"), ("DriverStatus", list, "a list of [name, value] pairs"),
+                            ("DockerRootDir", str, "a path")):
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            raise JanitorError(f"{what} holds {key}={data[key]!r}, which is not {form} as in a Docker daemon's info")
     pairs = []
     for item in data.get("DriverStatus") or []:
         if isinstance(item, (list, tuple)) and len(item) == 2:

@@ -419,7 +419,8 @@ class StorageInfo:
         if not isinstance(answer, dict):
             raise JanitorError(f"reading the daemon's info: the Docker daemon at {client.host} answered "
                                f"{type(answer).__name__}, not a JSON object")
-        return _storage.info_from_dict(answer), "daemon"
+        return _storage.info_from_dict(answer, what=f"the info of the Docker daemon at {client.host} (GET /info)"), \
+            "daemon"
 
     def run(self):
         thresholds = _storage.validate_thresholds(self.params["thresholds"])

@@ -240,7 +240,9 @@ class FakeEngine:
     * ``refuse``: ``{reference or ID: (status, message)}`` answered to a ``DELETE`` of it, nothing done;
     * ``fail``: ``{path fragment: (status, message)}`` answered to every request whose path holds the fragment;
     * ``api_header``: False to leave out the ``Api-Version`` header (a server that is not a Docker daemon);
-    * ``delay``: ``{path fragment: seconds}`` to wait before answering a request whose path holds the fragment.
+    * ``delay``: ``{path fragment: seconds}`` to wait before answering a request whose path holds the fragment;
+    * ``rewrite``: ``{path fragment: function}``: the JSON value of a successful answer to a request whose path holds
+      the fragment is ``function(value)`` (an odd shape a broken daemon or proxy may send); what the fake did stays.
 
     Like dockerd, every answer carries ``Api-Version`` (``API_VERSION``) and ``Server`` headers, and a request at a
     ``/v{version}/`` newer than ``API_VERSION`` is refused (400 ``client version ... is too new``).
@@ -275,6 +277,7 @@ class FakeEngine:
         self.fail: dict = {}
         self.api_header = True
         self.delay: dict = {}
+        self.rewrite: dict = {}
         self.vanish = 0
         self.vanish_answer = (404, "NotFound: content digest sha256:" + "ab" * 32 + ": not found")
         self.path = Path(path)
@@ -379,6 +382,9 @@ class FakeEngine:
                 status, value = failing[0][0], {"message": failing[0][1]}
             else:
                 status, value = self._handle(method, path, split.query)
+                for fragment, function in self.rewrite.items():
+                    if status < 300 and fragment in raw_path:
+                        value = function(value)
             self.log.append((method, unquote(raw_path), status))
         return status, json.dumps(value).encode() + b"\n"
 
@@ -399,6 +405,9 @@ class FakeEngine:
             return 200, [self._record(image_id) for image_id in self.images]
         if method == "GET" and path == "/containers/json":
             return 200, []
+        if method == "GET" and path == "/system/df":
+            return 200, {"LayersSize": 1000 * len(self.images), "Images": [self._record(i) for i in self.images],
+                         "Containers": [], "Volumes": [], "BuildCache": []}
         if path.startswith("/images/"):
             name = unquote(path[len("/images/"):])
             if method == "GET" and name.endswith("/json"):
