@@ -59,3 +59,12 @@ class ExecutionError(JanitorError):
     def __init__(self, message, result):
         super().__init__(message)
         self.result = result
+
+
+def unforeseen(exc, module):
+    """The message for an error no code of ours foresaw (a bug): what it was, and what the operator can rely on.
+    The module hands the traceback to ``fail_json(exception=...)``, which Ansible shows only with ``-vvv``."""
+    return (f"{module} stopped on an error it did not foresee ({type(exc).__name__}: {exc}); this is a bug in "
+            f"janitor.docker, please report it with the task's arguments (the traceback is shown with -vvv). "
+            f"Removals already confirmed by the engine are not listed here: run the task in check mode to see the "
+            f"engine's state")

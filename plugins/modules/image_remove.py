@@ -551,6 +551,8 @@ free_space:
            used_before: 93000000000, used_after: 85100000000, target_met: true}
 """
 
+import traceback  # noqa: E402
+
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.janitor.docker.plugins.module_utils import (  # noqa: E402
@@ -584,6 +586,8 @@ def main():
         module.fail_json(msg=exc.message, **remover.finish(dict(exc.result)))
     except _errors.JanitorError as exc:
         module.fail_json(msg=exc.message, **exc.details)
+    except Exception as exc:  # noqa: BLE001 - the last net: a message, never a bare traceback
+        module.fail_json(msg=_errors.unforeseen(exc, "image_remove"), exception=traceback.format_exc())
     module.exit_json(**result)
 
 

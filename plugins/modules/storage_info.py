@@ -390,9 +390,11 @@ highest_severity:
   sample: critical
 """
 
+import traceback
+
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError, unforeseen
 from ansible_collections.janitor.docker.plugins.module_utils._transport import (
     connect,
     engine_argument_spec,
@@ -455,6 +457,8 @@ def main():
         details = dict(exc.details)
         # an operator error is its message; a traceback only when the error carries one (the SDK import failure)
         module.fail_json(msg=exc.message, **details)
+    except Exception as exc:  # noqa: BLE001 - the last net: a message, never a bare traceback
+        module.fail_json(msg=unforeseen(exc, "storage_info"), exception=traceback.format_exc())
     module.exit_json(**result)
 
 

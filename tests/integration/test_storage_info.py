@@ -117,7 +117,7 @@ def test_sysconfig_and_daemon_json_conflict(tmp_path):
 
 
 @pytest.mark.parametrize("thresholds, message", [
-    ({"data_used_percent": 70}, "thresholds.data_used_percent"),
+    ({"data_used_percent": 70}, "thresholds: unknown key(s) data_used_percent; valid keys: data_min_free_bytes"),
     ({"data_used_percent_warning": "high"}, "data_used_percent_warning"),
     ({"data_min_free_bytes": "a lot"}, "thresholds.data_min_free_bytes: 'a lot' is not a size"),
     ({"data_used_percent_warning": 95, "data_used_percent_critical": 90}, "is above data_used_percent_critical"),
