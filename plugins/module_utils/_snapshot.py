@@ -15,6 +15,7 @@ and no SDK.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -151,7 +152,7 @@ def _count(data, key, what):
     value = data.get(key)
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise OddAnswer(f"{what} with {key}={value!r}, not a number")
     return int(value)
 

@@ -78,6 +78,31 @@ def run_module(name: str, args: dict, check_mode: bool = False, diff: bool = Fal
     return result
 
 
+# Python's exception names: one of them in a module's message means that a failure was not foreseen
+UNFORESEEN = ("Traceback", "KeyError", "TypeError", "AttributeError", "IndexError", "ValueError", "OverflowError",
+              "UnboundLocalError", "RecursionError", "ZeroDivisionError", "NoneType", "OSError", "did not foresee")
+
+
+def run_module_plainly(name: str, args: dict, check_mode: bool = False, explained: tuple = ()):
+    """``(result, problem)``: ``run_module``, and what went wrong for the user, or None: an exception out of
+    ``main()``, a traceback in the result, a failure without a message, or a message naming a Python exception
+    (or the modules' last net) that neither Ansible's own "argument ..." conversion message nor one of the
+    ``explained`` phrases accounts for."""
+    try:
+        result = run_module(name, args, check_mode=check_mode)
+    except Exception as exc:  # noqa: BLE001 - the finding itself
+        return None, f"{type(exc).__name__}: {exc}"
+    message = str(result.get("msg", ""))
+    if "exception" in result:
+        return result, f"exception in the result: {str(result['exception'])[-400:]}"
+    if result.failed and not message:
+        return result, "failed without a message"
+    if (any(name in message for name in UNFORESEEN) and not message.startswith("argument '")
+            and not any(text in message for text in explained)):
+        return result, message
+    return result, None
+
+
 def ansible_env(extra: dict | None = None) -> dict:
     env = dict(os.environ)
     env.setdefault("ANSIBLE_PYTHON_INTERPRETER", sys.executable)
