@@ -210,10 +210,11 @@ SMALL_STORE = {image_id(n): [f"app{n}:1"] for n in range(1, 4)}  # three images,
 
 
 @contextlib.contextmanager
-def fake_engine(images: dict | None = None):
-    """A ``FakeEngine`` on a socket in a temporary directory, holding ``images`` (``SMALL_STORE`` by default)."""
+def fake_engine(images: dict | None = None, tcp: bool = False):
+    """A ``FakeEngine`` on a socket in a temporary directory (``tcp``: on 127.0.0.1, a port of its own, where the
+    modules use the Docker SDK), holding ``images`` (``SMALL_STORE`` by default)."""
     with tempfile.TemporaryDirectory(prefix="jd-") as tmp:
-        with FakeEngine(Path(tmp) / "engine.sock", SMALL_STORE if images is None else images) as daemon:
+        with FakeEngine(Path(tmp) / "engine.sock", SMALL_STORE if images is None else images, tcp=tcp) as daemon:
             yield daemon
 
 
@@ -253,7 +254,7 @@ class FakeEngine:
     API_VERSION = "1.41"
     VERSION = "20.10.24"
 
-    def __init__(self, path: Path, images: dict):
+    def __init__(self, path: Path, images: dict, tcp: bool = False):
         import http.server
         import socketserver
 
@@ -335,18 +336,22 @@ class FakeEngine:
                 if "close" in fake.connection_header.lower() or (fake.close_after and served >= fake.close_after):
                     self.close_connection = True
 
-        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        class Server(socketserver.ThreadingMixIn, socketserver.TCPServer if tcp else socketserver.UnixStreamServer):
             daemon_threads = True
+            allow_reuse_address = True
 
             def shutdown_request(self, request):
                 request.close()  # a silent close: no shutdown(SHUT_WR) first, whatever the client sent stays unread
 
-        self.server = Server(str(self.path), Handler)
+        self.tcp = tcp
+        self.server = Server(("127.0.0.1", 0) if tcp else str(self.path), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
+        if self.tcp:
+            return "tcp://127.0.0.1:%d" % self.server.server_address[1]
         return f"unix://{self.path}"
 
     def _find(self, name):

@@ -2,7 +2,8 @@
 
 A broken daemon, a proxy in front of one, or another program on the socket may answer a request with a value of
 another shape than dockerd's: a field missing, null, of another type, out of range; a list where an object belongs.
-Each case changes one field of one answer of a fake daemon (tests/harness/faults.py, ``rewrite``) and runs
+Each case changes one field of one answer of a fake daemon (tests/harness/faults.py, ``rewrite``; on a unix socket,
+where the collection speaks http.client, and on tcp, where it uses the Docker SDK) and runs
 ``image_remove`` (check mode, then a real run on the fake's store made new) or ``storage_info``: the module succeeds,
 or fails with a message naming the daemon, and never with a Python exception's name that no message explains; a real
 run reports what the fake did (an unreadable DELETE answer is read back from its state).
@@ -38,9 +39,10 @@ def _set(value, field, odd):
     return value
 
 
-@pytest.fixture(scope="module")
-def fake():
-    with fake_engine(STORE) as daemon:
+@pytest.fixture(scope="module", params=["unix", "tcp"])
+def fake(request):
+    """The fake on a unix socket (the collection's own http.client transport) and on tcp (the Docker SDK)."""
+    with fake_engine(STORE, tcp=request.param == "tcp") as daemon:
         yield daemon
 
 
