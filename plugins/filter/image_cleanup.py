@@ -10,9 +10,12 @@ run on the same state give equal reports apart from ``dry_run`` and ``generated_
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
+
+from ansible.errors import AnsibleFilterError
 
 from ansible_collections.janitor.docker.plugins.module_utils._units import human_size
 
@@ -400,15 +403,46 @@ def image_cleanup_summary_lines(summary) -> list:
     return lines
 
 
+def _size_filter(size):
+    """``human_size`` for templates: a number of bytes (or its digits as text), else a clear filter error."""
+    if isinstance(size, str) and re.fullmatch(r"\s*-?\d+\s*", size):
+        size = int(size)
+    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float)) or size != size):
+        raise AnsibleFilterError(f"janitor.docker.human_size: {size!r} is not a size in bytes (a whole number such as "
+                                 f"1048576)")
+    return human_size(size)
+
+
+def _guarded(name, expects, function):
+    """``function`` as a filter: input of another shape than it reads ends in a filter error that says so, not in
+    Ansible's report of an unexpected Python error."""
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise AnsibleFilterError(f"janitor.docker.{name}: its input is not {expects} ({type(exc).__name__}: "
+                                     f"{exc})") from exc
+    return run
+
+
+_SUMMARY = "a host summary made by janitor.docker.image_cleanup_host_summary"
+
+
 class FilterModule:
     """janitor.docker.image_cleanup_* filters and human_size."""
 
     def filters(self):
         return {
-            "image_cleanup_host_summary": image_cleanup_host_summary,
-            "image_cleanup_fleet_report": image_cleanup_fleet_report,
-            "image_cleanup_finding_lines": image_cleanup_finding_lines,
-            "image_cleanup_summary_lines": image_cleanup_summary_lines,
-            "image_cleanup_rule_line": image_cleanup_rule_line,
-            "human_size": human_size,
+            "image_cleanup_host_summary": _guarded("image_cleanup_host_summary", "the role's registered results",
+                                                   image_cleanup_host_summary),
+            "image_cleanup_fleet_report": _guarded("image_cleanup_fleet_report", f"a list of {_SUMMARY} per host",
+                                                   image_cleanup_fleet_report),
+            "image_cleanup_finding_lines": _guarded("image_cleanup_finding_lines", "storage_info findings",
+                                                    image_cleanup_finding_lines),
+            "image_cleanup_summary_lines": _guarded("image_cleanup_summary_lines", _SUMMARY,
+                                                    image_cleanup_summary_lines),
+            "image_cleanup_rule_line": _guarded("image_cleanup_rule_line", "a rule of a host summary",
+                                                image_cleanup_rule_line),
+            "human_size": _size_filter,
         }

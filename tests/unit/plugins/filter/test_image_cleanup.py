@@ -185,3 +185,38 @@ def test_free_space_rules_give_the_hosts_measure_before_and_after():
     report = f.image_cleanup_fleet_report([summary], ["h1"])
     assert report["per_host"][0]["free_space"]["before"] == 900
     assert report["per_host"][0]["rules"][0]["free_space"]["used_before"] == 900
+
+
+def _odd_structure(rng, depth=0):
+    keys = ["host", "dry_run", "storage", "rules", "results", "result", "name", "status", "untagged", "deleted",
+            "kept", "skipped_images", "space_reclaimed", "findings", "severity", "id", "message", "remedy", "failed",
+            "msg", "error", "task", "checked", "totals", "highest_severity", "images", "reason", "free_space"]
+    leaves = [None, 0, -1, 1.5, 2 ** 70, "", "x", True, False, "critical", "warning", "12", [], {}]
+    draw = rng.random()
+    if depth > 3 or draw < 0.4:
+        return rng.choice(leaves)
+    if draw < 0.7:
+        return {rng.choice(keys): _odd_structure(rng, depth + 1) for unused in range(rng.randint(0, 5))}
+    return [_odd_structure(rng, depth + 1) for unused in range(rng.randint(0, 4))]
+
+
+def test_filters_given_input_of_another_shape_end_in_a_filter_error():
+    """Each public filter, given odd structures (seeded), returns a value or raises AnsibleFilterError naming itself:
+    never the KeyError or TypeError that Ansible reports as an unexpected Python error."""
+    import random
+
+    from ansible.errors import AnsibleFilterError
+
+    rng = random.Random(20261206)
+    filters = f.FilterModule().filters()
+    refused = set()
+    for unused in range(1500):
+        for name, function in filters.items():
+            args = [_odd_structure(rng)] + ([_odd_structure(rng)] if name == "image_cleanup_fleet_report" else [])
+            try:
+                function(*args)
+            except AnsibleFilterError as exc:
+                assert str(exc).startswith(f"janitor.docker.{name}: "), exc
+                refused.add(name)
+    assert refused >= {"human_size", "image_cleanup_fleet_report", "image_cleanup_summary_lines"}, refused
+    assert filters["human_size"]("1048576") == "1.049 MB" and filters["human_size"](None) == "?"
