@@ -62,10 +62,6 @@ class ImageRemover:
             raise _errors.JanitorError(f"parallel={params['parallel']} is not valid: give a number from 1 to 64")
         self.pressure = _pressure_options.Pressure.from_params(params, self.now)
         _statefile.checked_path("layer_cache", params.get("layer_cache"), "/var/cache/janitor-docker/layers.json")
-        if self.pressure.unused_before is not None and params["images"]:
-            raise _errors.JanitorError("unused_for selects images by their last use; it cannot be combined with images "
-                                       "(explicit references). Use filters or all to choose the candidates, or remove "
-                                       "the named images in a task of their own")
         self.selection = _selection.Selection(self.selection_params(), now=self.now)
         self.platforms = self.parse_platforms()
 

@@ -119,11 +119,13 @@ def test_unused_for_uses_the_until_forms():
         assert "10d" in info.value.message  # the valid forms
 
 
-def test_free_space_with_images_is_an_error_before_connecting():
+@pytest.mark.parametrize("option", [{"free_space": {"high": "85%", "low": "80%"}}, {"unused_for": "7d"}])
+def test_pressure_with_images_is_an_error_before_connecting(option):
     with pytest.raises(JanitorError) as info:
-        _pressure_options.Pressure.from_params({"free_space": {"high": "85%", "low": "80%"}, "images": ["app:1"]}, NOW)
+        _pressure_options.Pressure.from_params(dict(option, images=["app:1"]), NOW)
     assert "images" in info.value.message and "filters or all" in info.value.message
-    pressure = _pressure_options.Pressure.from_params({"unused_for": "7d", "images": ["app:1"]}, NOW)
+    assert info.value.message.startswith(next(iter(option)))
+    pressure = _pressure_options.Pressure.from_params({"unused_for": "7d", "all": True}, NOW)
     assert pressure.active and pressure.unused_before == NOW - 7 * DAY
     assert not _pressure_options.Pressure.from_params({}, NOW).active
     with pytest.raises(JanitorError, match="absolute path"):
