@@ -28,6 +28,8 @@ ROWS = (
     ("community_prune", "4. community.docker docker_prune, label filter", False),
     ("noop", "5. ansible-playbook, one ansible.builtin.ping task", False),
     ("engine_listing", "6. the engine's own listing: docker image ls -a + docker ps -a (CLI)", False),
+    ("engine_inspect_all", "6b. the engine's own inspect of every image: docker image inspect, every ID in one call "
+                           "(CLI)", False),
     ("echo_check", "5. row 2's arguments in and its recorded result out, no work (bench_echo), --check", False),
     ("noop_community", "5. the same with the ansible package (community.docker's side)", False),
 )
@@ -169,6 +171,13 @@ def targets(results: dict) -> list:
         listing = (size["rows"].get("engine_listing") or {}).get("seconds")
         return None if check is None or listing is None else check - listing
 
+    def over_engine(size, check):
+        """``check`` over the engine's own listing and inspect of every image (rows 6 + 6b)."""
+        rows = size["rows"]
+        listing = (rows.get("engine_listing") or {}).get("seconds")
+        inspect = (rows.get("engine_inspect_all") or {}).get("seconds")
+        return None if None in (check, listing, inspect) else check / (listing + inspect)
+
     kind = results.get("engine", {}).get("kind", "?")
     if big:
         d = derive(big)
@@ -182,6 +191,9 @@ def targets(results: dict) -> list:
         add(f"check-mode module time ≤ the engine's listing (row 6) + 0.5 s, N={big_n}",
             over_listing(big, d.get("janitor_list_check_module")), 0.5, _over,
             cold=over_listing(big, d.get("janitor_list_check_cold_module")))
+        add(f"check-mode module time ≤ 1.0 × the engine's own listing + inspect of every image (rows 6 + 6b), "
+            f"N={big_n}", over_engine(big, d.get("janitor_list_check_module")), 1.0, _x,
+            cold=over_engine(big, d.get("janitor_list_check_cold_module")))
     if 300 in sizes:
         d = derive(sizes[300])
         add("module time (row 1 − row 5) ≤ 1.0 × docker rmi, N=300", d.get("janitor_list_module_vs_rmi"), 1.0, _x,

@@ -226,6 +226,25 @@ class Runner:
             out["error"] = (images.stderr + containers.stderr)[-1500:]
         return out
 
+    def engine_inspect_all(self) -> dict:
+        """The engine's own inspect of every image: ``docker image inspect`` with every image ID in one call (the
+        IDs listed first, untimed). What a tool that reports each image's layers must ask too, as a cold
+        ``image_remove`` run does; the containerd store answers it in a time that grows with its number of images."""
+        env = self.engine.env()
+        listed = subprocess.run(["docker", "-H", self.engine.url, "image", "ls", "-a", "-q", "--no-trunc"],
+                                capture_output=True, text=True, env=env, check=False)
+        ids = sorted(set(listed.stdout.split()))
+        cpu_before = _children_cpu()
+        started = time.perf_counter()
+        inspect = subprocess.run(["docker", "-H", self.engine.url, "image", "inspect", *ids], capture_output=True,
+                                 text=True, env=env, check=False)
+        seconds = time.perf_counter() - started
+        out = {"seconds": seconds, "rc": listed.returncode or inspect.returncode,
+               "cpu_seconds": _children_cpu() - cpu_before, "result": {"images": len(ids)}}
+        if out["rc"]:
+            out["error"] = (listed.stderr + inspect.stderr)[-1500:]
+        return out
+
     def docker_rmi(self, image_set: imageset.ImageSet) -> dict:
         env = self.engine.env()
         cpu_before = _children_cpu()
@@ -341,6 +360,7 @@ def measure_size(runner: Runner, n: int, args) -> dict:
         record(rows, "janitor_filter_check", runner.playbook(paths["janitor_filter"], check=True))
         record(rows, "noop", runner.playbook(paths["noop"]))
         record(rows, "engine_listing", runner.engine_listing())
+        record(rows, "engine_inspect_all", runner.engine_inspect_all())
         if runner.community_playbook:
             record(rows, "noop_community", runner.playbook(paths["noop"], community=True))
         if args.smoke:
