@@ -61,6 +61,12 @@ class ExecutionError(JanitorError):
         self.result = result
 
 
+def shown(value, limit=120):
+    """A value as a message shows it: its repr, cut to ``limit`` characters (an odd answer may be long)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def unforeseen(exc, module):
     """The message for an error no code of ours foresaw (a bug): what it was, and what the operator can rely on.
     The module hands the traceback to ``fail_json(exception=...)``, which Ansible shows only with ``-vvv``."""

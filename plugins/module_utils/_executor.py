@@ -29,6 +29,7 @@ from ansible_collections.janitor.docker.plugins.module_utils._errors import (
     EngineUnreachableError,
     ExecutionError,
     JanitorError,
+    shown,
 )
 from ansible_collections.janitor.docker.plugins.module_utils._transport import bulk_calls
 
@@ -85,7 +86,7 @@ class _Run:
         if not _result.Answer.well_formed(entries):
             # the engine took the request, but what it did cannot be read from this answer: read it back
             raise AnswerLostError(f"{_action(step)}: the Docker daemon at {getattr(self.engine, 'host', '')} answered "
-                                  f"{str(entries)[:200]}, not the list of Untagged and Deleted entries a Docker "
+                                  f"{shown(entries)}, not the list of Untagged and Deleted entries a Docker "
                                   f"daemon sends")
         return _result.Answer.from_entries(step, entries)
 

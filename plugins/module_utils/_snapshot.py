@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ansible_collections.janitor.docker.plugins.module_utils._errors import EngineAPIError, JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._errors import EngineAPIError, JanitorError, shown
 
 CLASSIC = "classic"
 CONTAINERD = "containerd"
@@ -133,7 +133,7 @@ def _text(data, key, what, required=False):
             raise OddAnswer(f"{what} without {key}")
         return ""
     if not isinstance(value, str):
-        raise OddAnswer(f"{what} with {key}={value!r}, not a string")
+        raise OddAnswer(f"{what} with {key}={shown(value)}, not a string")
     return value
 
 
@@ -143,7 +143,7 @@ def _texts(data, key, what):
     if values is None:
         return []
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise OddAnswer(f"{what} with {key}={values!r}, not a list of strings")
+        raise OddAnswer(f"{what} with {key}={shown(values)}, not a list of strings")
     return values
 
 
@@ -153,7 +153,7 @@ def _count(data, key, what):
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise OddAnswer(f"{what} with {key}={value!r}, not a number")
+        raise OddAnswer(f"{what} with {key}={shown(value)}, not a number")
     return int(value)
 
 
@@ -166,11 +166,11 @@ def image_from_api(data, manifests=True):
     listing has none) its ``manifests`` stay empty whatever the entry holds."""
     what = "an image"
     if not isinstance(data, dict):
-        raise OddAnswer(f"{what} listed as {data!r}, not a JSON object")
+        raise OddAnswer(f"{what} listed as {shown(data)}, not a JSON object")
     listed = data.get("Manifests") if manifests else None
     labels = data.get("Labels") or {}
     if not isinstance(labels, dict):
-        raise OddAnswer(f"{what} with Labels={labels!r}, not an object")
+        raise OddAnswer(f"{what} with Labels={shown(labels)}, not an object")
     return ImageRecord(
         id=_text(data, "Id", what, required=True),
         parent=_text(data, "ParentId", what),
@@ -188,11 +188,11 @@ def container_from_api(data):
     """A ContainerRecord from one entry of ``GET /containers/json?all=1``."""
     what = "a container"
     if not isinstance(data, dict):
-        raise OddAnswer(f"{what} listed as {data!r}, not a JSON object")
+        raise OddAnswer(f"{what} listed as {shown(data)}, not a JSON object")
     names = _texts(data, "Names", what) or [""]
     mounts = data.get("Mounts") or []
     if not isinstance(mounts, (list, tuple)) or not all(isinstance(m, dict) for m in mounts):
-        raise OddAnswer(f"{what} with Mounts={mounts!r}, not a list of objects")
+        raise OddAnswer(f"{what} with Mounts={shown(mounts)}, not a list of objects")
     return ContainerRecord(
         id=_text(data, "Id", what, required=True),
         image_id=_text(data, "ImageID", what),

@@ -31,7 +31,7 @@ import shlex
 import stat
 from dataclasses import dataclass, field
 
-from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
+from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError, shown
 from ansible_collections.janitor.docker.plugins.module_utils._units import human_size, size_bytes
 
 _SEVERITY_RANK = {"none": 0, "info": 1, "warning": 2, "critical": 3}
@@ -171,7 +171,8 @@ def info_from_dict(data, what="the daemon's info"):
     for key, kind, form in (("Driver", str, "a string"), ("DriverStatus", list, "a list of [name, value] pairs"),
                             ("DockerRootDir", str, "a path")):
         if data.get(key) is not None and not isinstance(data[key], kind):
-            raise JanitorError(f"{what} holds {key}={data[key]!r}, which is not {form} as in a Docker daemon's info")
+            raise JanitorError(f"{what} holds {key}={shown(data[key])}, which is not {form} as in a Docker daemon's "
+                               f"info")
     pairs = []
     for item in data.get("DriverStatus") or []:
         if isinstance(item, (list, tuple)) and len(item) == 2:

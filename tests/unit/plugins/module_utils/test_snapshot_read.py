@@ -150,3 +150,16 @@ def test_an_engine_without_concurrent_reads_reads_the_info_first():
     assert asked == ["info", ("images", True, True), ("containers", True)]
     assert snapshot.store == _snapshot.CONTAINERD and snapshot.images[0].manifests == (iid(9),)
     assert _transport._SDKEngine.concurrent_reads is False and _transport._UnixEngine.concurrent_reads is True
+
+
+def test_an_odd_listing_entry_is_named_in_a_short_message():
+    """An entry of another shape fails with the field and its value, the value cut to 120 characters."""
+    entry = {"Id": "sha256:" + "1" * 64, "RepoTags": [f"app:{n}" for n in range(500)] + [7]}
+    with pytest.raises(_snapshot.OddAnswer) as info:
+        _snapshot.image_from_api(entry)
+    message = str(info.value)
+    assert message.startswith("an image with RepoTags=['app:0', 'app:1'")
+    assert message.endswith("..., not a list of strings")
+    assert len(message) < 200
+    with pytest.raises(_snapshot.OddAnswer, match="a container without Id"):
+        _snapshot.container_from_api({"Names": ["/web"]})
