@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 
@@ -407,7 +408,7 @@ def _size_filter(size):
     """``human_size`` for templates: a number of bytes (or its digits as text), else a clear filter error."""
     if isinstance(size, str) and re.fullmatch(r"\s*-?\d+\s*", size):
         size = int(size)
-    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float)) or size != size):
+    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float)) or not math.isfinite(size)):
         raise AnsibleFilterError(f"janitor.docker.human_size: {size!r} is not a size in bytes (a whole number such as "
                                  f"1048576)")
     return human_size(size)
