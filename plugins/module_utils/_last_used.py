@@ -44,9 +44,9 @@ def engine_time(text):
 
 def container_use(inspect, now):
     """The last time a container used its image: now while it runs, else its latest created/started/finished."""
-    state = inspect.get("State") if isinstance(inspect, dict) else None
-    state = state if isinstance(state, dict) else {}
     inspect = inspect if isinstance(inspect, dict) else {}
+    state = inspect.get("State")
+    state = state if isinstance(state, dict) else {}
     if state.get("Running") or state.get("Paused") or state.get("Restarting") or state.get("Status") in _RUNNING:
         return float(now)
     times = [engine_time(inspect.get("Created")), engine_time(state.get("StartedAt")),

@@ -134,14 +134,12 @@ class Pressure:
         free_space = parse_free_space(params.get("free_space"))
         unused_for = params.get("unused_for")
         unused_before = parse_unused_for(unused_for, now)
-        if free_space is not None and params.get("images"):
-            raise JanitorError("free_space chooses the images to remove by their last use; it cannot be combined with "
-                               "images (explicit references). Use filters or all to choose the candidates, or "
-                               "remove the named images in a task of their own")
-        if unused_before is not None and params.get("images"):
-            raise JanitorError("unused_for selects images by their last use; it cannot be combined with images "
-                               "(explicit references). Use filters or all to choose the candidates, or remove "
-                               "the named images in a task of their own")
+        for option, given, does in (("free_space", free_space, "chooses the images to remove"),
+                                    ("unused_for", unused_before, "selects images")):
+            if given is not None and params.get("images"):
+                raise JanitorError(f"{option} {does} by their last use; it cannot be combined with images (explicit "
+                                   f"references). Use filters or all to choose the candidates, or remove the named "
+                                   f"images in a task of their own")
         state_path = _statefile.checked_path("last_used_state", params.get("last_used_state"),
                                              "/var/lib/janitor-docker/last-used.json")
         return cls(free_space, unused_before, str(unused_for or "").strip(), state_path)

@@ -242,13 +242,10 @@ def connect(params):
     except EngineAPIError as exc:
         engine.close()
         raise _connection_error(host, exc, params) from exc
-    except EngineUnreachableError as exc:
-        engine.close()
-        if exc.timed_out:
-            raise  # its message names the request, the daemon and the timeout
-        raise _connection_error(host, exc.__cause__ or exc, params) from exc
     except JanitorError as exc:
         engine.close()
+        if getattr(exc, "timed_out", False):
+            raise  # its message names the request, the daemon and the timeout
         raise _connection_error(host, exc.__cause__ or exc, params) from exc
     engine_api = version.get("ApiVersion")
     if not engine_api:
