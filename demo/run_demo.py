@@ -76,8 +76,8 @@ def summary(title: str, result: dict, freed: int | None = None) -> None:
             print(f"    {value}")
     print(f"skipped_images:  {len(result.get('skipped_images') or [])}")
     for item in result.get("skipped_images") or []:
-        print(f"    {item.get('image', '')[:19]} {', '.join(item.get('references') or [])}: {item.get('reason')}"
-              f" {' '.join(c[:12] for c in item.get('containers') or [])}")
+        named = " ".join([item.get("image", "")[:19], ", ".join(item.get("references") or [])]).strip()
+        print(f"    {named}: {item.get('reason')} {' '.join(c[:12] for c in item.get('containers') or [])}")
     space = result.get("space_reclaimed")
     print(f"space_reclaimed: {human_size(space)} ({space} bytes)")
     if freed is not None:

@@ -174,16 +174,31 @@ class ResolutionRules:
     digest_names_image_id: bool  # ``repo@<image ID>`` names the image for every repository of its names
     #                              (containerd: image IDs are manifest digests); the graph driver needs the listed
     #                              digest reference
+    inspect_by_tag: bool  # an image is inspected faster by one of its tags than by its ID: the containerd store
+    #                       finds a name with one lookup and an ID by reading every image (one of the three walks of
+    #                       its store an inspect makes); the graph driver finds either at once
 
 
 GRAPH_DRIVER_RESOLUTION = ResolutionRules("classic", min_prefix=1, name_and_prefix_together=False,
-                                          tag_with_digest_must_match=False, digest_names_image_id=False)
+                                          tag_with_digest_must_match=False, digest_names_image_id=False,
+                                          inspect_by_tag=False)
 CONTAINERD_RESOLUTION = ResolutionRules("containerd", min_prefix=4, name_and_prefix_together=True,
-                                        tag_with_digest_must_match=True, digest_names_image_id=True)
+                                        tag_with_digest_must_match=True, digest_names_image_id=True,
+                                        inspect_by_tag=True)
 
 
 def resolution_rules_for(store):
     return CONTAINERD_RESOLUTION if store == CONTAINERD else GRAPH_DRIVER_RESOLUTION
+
+
+def inspect_names(snapshot):
+    """``{image ID: the tag to inspect it by}`` on a store that finds a tag faster than an ID (``inspect_by_tag``);
+    images without a tag, and every image on the other stores, are inspected by ID. A tag can move to another image
+    after the listing: the inspect's answer names the image it found, and ``_transport.LayerReader`` asks by ID
+    when that is not the listed one."""
+    if not resolution_rules_for(snapshot.store).inspect_by_tag:
+        return {}
+    return {image.id: image.tags[0] for image in snapshot.images if image.tags}
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from ansible_collections.janitor.docker.plugins.module_utils import (
     _layers,
     _planner,
     _pressure_options,
+    _references,
     _result,
     _selection,
     _snapshot,
@@ -123,7 +124,8 @@ class ImageRemover:
             if not self.pressure.active:
                 known = self.cache.layers(snapshot.images)
         return _transport.LayerReader(client, [image.id for image in snapshot.images], self.params["parallel"],
-                                      known=known, known_histories=histories).start()
+                                      known=known, known_histories=histories,
+                                      names=_references.inspect_names(snapshot)).start()
 
     def save_cache(self, snapshot, layer_reader):
         """Write the ``layer_cache`` with what this run knows of the listed images (check mode too: it is the

@@ -856,12 +856,17 @@ class LayerReader:
     ``inspect_images``); ``layers()`` waits for every image and returns ``{image ID: diff IDs}`` (an image deleted
     meanwhile by another client is left out); ``cancel()`` stops sending, and ``read()`` then gives what was
     read (for the cache). Engine errors come out of ``layers()`` as ``_errors`` exceptions.
+
+    ``names`` (``{image ID: tag}``, ``_references.inspect_names``) inspects those images by a tag, which the
+    containerd store finds faster than an ID. An answer stands for the image only when its ``Id`` is the image's:
+    a tag another client moved or removed since the listing makes ``inspections()`` ask by ID.
     """
 
-    def __init__(self, engine, image_ids, parallel, known=None, known_histories=None):
+    def __init__(self, engine, image_ids, parallel, known=None, known_histories=None, names=None):
         self.engine = engine
         self.known = dict(known or {})
         self.image_ids = tuple(image_id for image_id in image_ids if image_id not in self.known)
+        self.names = dict(names or {})
         self.parallel = max(1, parallel)
         self.known_histories = dict(known_histories or {})
         self.histories_read = {}
@@ -879,7 +884,9 @@ class LayerReader:
     def _read(self):
         calls = bulk_calls(self.engine, self.parallel)
         try:
-            self._answers = calls.inspect_images(self.image_ids, stop=self._stop)
+            asked = calls.inspect_images([self.names.get(image_id, image_id) for image_id in self.image_ids],
+                                         stop=self._stop)
+            self._answers = [(image_id, answer) for image_id, (_name, answer) in zip(self.image_ids, asked)]
         except Exception as exc:  # noqa: BLE001 - handed to the planning thread in layers()
             self._error = exc
         finally:
@@ -887,8 +894,13 @@ class LayerReader:
 
     def read(self):
         """``{image ID: diff IDs}`` of the images inspected so far (after ``cancel()`` or ``layers()``), without
-        the ones the engine answered with an error; never raises."""
-        return {image_id: _root_layers(answer) for image_id, answer in self._answers if isinstance(answer, dict)}
+        the ones the engine answered with an error or another image's inspect; never raises."""
+        return {image_id: _root_layers(answer) for image_id, answer in self._answers
+                if isinstance(answer, dict) and self._stands_for(image_id, answer)}
+
+    def _stands_for(self, image_id, answer):
+        """Whether an inspect's answer is the image's: always when asked by ID, by a tag when it names the image."""
+        return image_id not in self.names or (isinstance(answer, dict) and answer.get("Id") == image_id)
 
     def layers(self):
         found = dict(self.known)
@@ -910,6 +922,8 @@ class LayerReader:
             raise error
         found = {}
         for image_id, answer in self._answers:
+            if not self._stands_for(image_id, answer):
+                answer = self._inspected_again(image_id)  # the tag moved or went since the listing
             if isinstance(answer, EngineAPIError) and answer.status != 404:
                 answer = self._asked_again(image_id, answer)
             if isinstance(answer, EngineAPIError):
@@ -921,13 +935,18 @@ class LayerReader:
         """The inspect of an image that answered ``error`` (not a 404), sent once more: an image another client was
         deleting meanwhile gets other errors first (the graph driver answers 500 ``layer does not exist``), then a
         404, which is what the caller leaves out. Any other answer to the second inspect raises ``error``."""
+        answer = self._inspected_again(image_id)
+        if isinstance(answer, EngineAPIError) and answer.status != 404:
+            raise error from answer
+        return answer
+
+    def _inspected_again(self, image_id):
+        """One more inspect of an image, by ID: its answer, or the ``EngineAPIError`` the engine answered."""
         calls = bulk_calls(self.engine, 1)
         try:
             return calls.inspect_image(image_id)
         except EngineAPIError as exc:
-            if exc.status == 404:
-                return exc
-            raise error from exc
+            return exc
         finally:
             calls.close()
 

@@ -212,3 +212,10 @@ def test_containerd_digest_of_any_repository_of_the_image():
     # the classic store has no such derived digests
     classic = Snapshot(images=snapshot.images)
     assert _references.resolve(classic, [f"localhost:5000/x@{image_id}"]).not_found == (f"localhost:5000/x@{image_id}",)
+
+
+def test_the_containerd_store_inspects_tagged_images_by_a_tag_and_the_graph_driver_by_id():
+    images = (ImageRecord(ID_A, tags=("app:1", "app:latest"), digests=(f"app@{ID_A}",)),
+              ImageRecord(ID_B, digests=(f"app@{ID_B}",)), ImageRecord(ID_C))
+    assert _references.inspect_names(Snapshot(images=images, store=CONTAINERD)) == {ID_A: "app:1"}
+    assert _references.inspect_names(Snapshot(images=images)) == {}

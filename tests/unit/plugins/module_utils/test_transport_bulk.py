@@ -236,6 +236,55 @@ def test_layer_reader_leaves_out_vanished_images(fake):
     assert found == {iid(1): (fake.layers[iid(1)],), iid(3): (fake.layers[iid(3)],)}
 
 
+def _inspected(fake):
+    """The image names the fake daemon's inspects asked for, in order."""
+    return [path.split("/images/", 1)[1].rsplit("/json", 1)[0] for method, path, _status in fake.log
+            if method == "GET" and path.endswith("/json") and "/images/" in path and "/images/json" not in path]
+
+
+def test_layer_reader_inspects_by_the_names_given_and_answers_by_image_id(fake):
+    names = {iid(1): "app1:1", iid(2): "app2:1"}
+    engine = _connected(fake)
+    try:
+        reader = _transport.LayerReader(engine, [iid(1), iid(2), iid(3)], 2, names=names).start()
+        found = reader.layers()
+    finally:
+        engine.close()
+    assert found == {iid(n): (fake.layers[iid(n)],) for n in (1, 2, 3)}
+    assert sorted(_inspected(fake)) == sorted(["app1:1", "app2:1", iid(3)])
+    assert reader.read() == found
+
+
+def test_layer_reader_asks_by_id_when_a_tag_moved_or_went_after_the_listing(fake):
+    """Another client moved ``app1:1`` to image 5 and removed ``app2:1`` after the listing: the answers by tag are
+    image 5's inspect and a 404, so both images are asked for again by ID, and their own layers are returned. The
+    layer cache gets only answers that stand for their image (the moved tag's answer does not)."""
+    fake.images[iid(5)].append("app1:1")
+    fake.images[iid(1)].remove("app1:1")
+    fake.images[iid(2)].remove("app2:1")
+    engine = _connected(fake)
+    try:
+        reader = _transport.LayerReader(engine, [iid(1), iid(2), iid(3)], 2,
+                                        names={iid(1): "app1:1", iid(2): "app2:1"}).start()
+        found = reader.layers()
+    finally:
+        engine.close()
+    assert found == {iid(n): (fake.layers[iid(n)],) for n in (1, 2, 3)}
+    assert sorted(_inspected(fake)) == sorted(["app1:1", "app2:1", iid(3), iid(1), iid(2)])
+    assert reader.read() == {iid(3): (fake.layers[iid(3)],)}
+
+
+def test_layer_reader_leaves_out_an_image_gone_with_its_tag(fake):
+    del fake.images[iid(2)]
+    engine = _connected(fake)
+    try:
+        found = _transport.LayerReader(engine, [iid(1), iid(2)], 2, names={iid(2): "app2:1"}).start().layers()
+    finally:
+        engine.close()
+    assert found == {iid(1): (fake.layers[iid(1)],)}
+    assert sorted(_inspected(fake)) == sorted([iid(1), "app2:1", iid(2)])
+
+
 class _DeletingMeanwhile:
     """An engine on which another client is deleting ``deleting``: its inspect answers 500 ``layer does not exist``
     once, then ``then`` (404: gone; 500: still that error)."""
