@@ -207,57 +207,44 @@ class Runner:
             summary["error"] = (proc.stdout[-1500:] + proc.stderr[-1500:]).strip()
         return summary
 
-    def engine_listing(self) -> dict:
-        """The engine's own listing time: ``docker image ls -a`` and ``docker ps -a`` through the CLI, what any
-        tool must at least ask before it can choose what to remove."""
+    def _timed_cli(self, *commands: list) -> tuple[dict, list]:
+        """The docker CLI commands run one after the other against the engine and timed together: the row's
+        ``seconds``, ``rc`` (the first failure's), client ``cpu_seconds`` and ``error``, and the finished processes."""
         env = self.engine.env()
         cpu_before = _children_cpu()
         started = time.perf_counter()
-        images = subprocess.run(["docker", "-H", self.engine.url, "image", "ls", "-a"], capture_output=True,
-                                text=True, env=env, check=False)
-        containers = subprocess.run(["docker", "-H", self.engine.url, "ps", "-a"], capture_output=True, text=True,
-                                    env=env, check=False)
-        seconds = time.perf_counter() - started
-        out = {"seconds": seconds, "rc": images.returncode or containers.returncode,
-               "cpu_seconds": _children_cpu() - cpu_before,
-               "result": {"images": max(0, len(images.stdout.splitlines()) - 1),
-                          "containers": max(0, len(containers.stdout.splitlines()) - 1)}}
+        procs = [subprocess.run(["docker", "-H", self.engine.url, *args], capture_output=True, text=True, env=env,
+                                check=False) for args in commands]
+        out = {"seconds": time.perf_counter() - started,
+               "rc": next((proc.returncode for proc in procs if proc.returncode), 0),
+               "cpu_seconds": _children_cpu() - cpu_before}
         if out["rc"]:
-            out["error"] = (images.stderr + containers.stderr)[-1500:]
+            out["error"] = "".join(proc.stderr for proc in procs)[-1500:]
+        return out, procs
+
+    def engine_listing(self) -> dict:
+        """The engine's own listing time: ``docker image ls -a`` and ``docker ps -a`` through the CLI, what any
+        tool must at least ask before it can choose what to remove."""
+        out, (images, containers) = self._timed_cli(["image", "ls", "-a"], ["ps", "-a"])
+        out["result"] = {"images": max(0, len(images.stdout.splitlines()) - 1),
+                         "containers": max(0, len(containers.stdout.splitlines()) - 1)}
         return out
 
     def engine_inspect_all(self) -> dict:
         """The engine's own inspect of every image: ``docker image inspect`` with every image ID in one call (the
         IDs listed first, untimed). What a tool that reports each image's layers must ask too, as a cold
         ``image_remove`` run does; the containerd store answers it in a time that grows with its number of images."""
-        env = self.engine.env()
-        listed = subprocess.run(["docker", "-H", self.engine.url, "image", "ls", "-a", "-q", "--no-trunc"],
-                                capture_output=True, text=True, env=env, check=False)
+        listing, (listed,) = self._timed_cli(["image", "ls", "-a", "-q", "--no-trunc"])
+        if listing["rc"]:
+            return dict(listing, result={"images": 0})
         ids = sorted(set(listed.stdout.split()))
-        cpu_before = _children_cpu()
-        started = time.perf_counter()
-        inspect = subprocess.run(["docker", "-H", self.engine.url, "image", "inspect", *ids], capture_output=True,
-                                 text=True, env=env, check=False)
-        seconds = time.perf_counter() - started
-        out = {"seconds": seconds, "rc": listed.returncode or inspect.returncode,
-               "cpu_seconds": _children_cpu() - cpu_before, "result": {"images": len(ids)}}
-        if out["rc"]:
-            out["error"] = (listed.stderr + inspect.stderr)[-1500:]
+        out, _procs = self._timed_cli(["image", "inspect", *ids])
+        out["result"] = {"images": len(ids)}
         return out
 
     def docker_rmi(self, image_set: imageset.ImageSet) -> dict:
-        env = self.engine.env()
-        cpu_before = _children_cpu()
-        started = time.perf_counter()
-        rm = subprocess.run(["docker", "-H", self.engine.url, "rm", *image_set.containers], capture_output=True,
-                            text=True, env=env, check=False)
-        rmi = subprocess.run(["docker", "-H", self.engine.url, "rmi", *image_set.references], capture_output=True,
-                             text=True, env=env, check=False)
-        seconds = time.perf_counter() - started
-        out = {"seconds": seconds, "rc": rmi.returncode or rm.returncode, "cpu_seconds": _children_cpu() - cpu_before,
-               "result": {"untagged": rmi.stdout.count("Untagged:"), "deleted": rmi.stdout.count("Deleted:")}}
-        if out["rc"]:
-            out["error"] = (rm.stderr + rmi.stderr)[-1500:]
+        out, (_rm, rmi) = self._timed_cli(["rm", *image_set.containers], ["rmi", *image_set.references])
+        out["result"] = {"untagged": rmi.stdout.count("Untagged:"), "deleted": rmi.stdout.count("Deleted:")}
         return out
 
 
