@@ -474,7 +474,7 @@ def profile(be: imageset.BenchEngine, image_set: imageset.ImageSet, out_path: Pa
 
     utils = {name: importlib.import_module(f"ansible_collections.janitor.docker.plugins.module_utils.{name}")
              for name in ("_snapshot", "_references", "_selection", "_planner", "_result", "_executor",
-                          "_transport", "_layer_cache")}
+                          "_transport", "_layer_reader", "_layer_cache")}
     phases: dict = {}
     originals = []
     inspected = []
@@ -495,16 +495,16 @@ def profile(be: imageset.BenchEngine, image_set: imageset.ImageSet, out_path: Pa
 
     for module_name, func in PHASES:
         wrap(utils[module_name], func, f"{module_name}.{func}")
-    wrap(utils["_transport"].LayerReader, "layers", "_transport.LayerReader.layers (waiting for the layer inspects)")
+    wrap(utils["_layer_reader"].LayerReader, "layers", "_layer_reader.LayerReader.layers (waiting for the layer inspects)")
     wrap(utils["_layer_cache"].LayerCache, "load", "_layer_cache.LayerCache.load (reading the layer_cache file)")
     wrap(utils["_layer_cache"].LayerCache, "save", "_layer_cache.LayerCache.save (writing the layer_cache file)")
-    reader_start = utils["_transport"].LayerReader.start
+    reader_start = utils["_layer_reader"].LayerReader.start
 
     def counted_start(reader):
         inspected.append(len(reader.image_ids))
         return reader_start(reader)
-    originals.append((utils["_transport"].LayerReader, "start", reader_start))
-    utils["_transport"].LayerReader.start = counted_start
+    originals.append((utils["_layer_reader"].LayerReader, "start", reader_start))
+    utils["_layer_reader"].LayerReader.start = counted_start
     for method, request in (("start", "GET /version"), ("info", "GET /info"), ("images", "GET /images/json?all=1"),
                             ("containers", "GET /containers/json?all=1")):
         wrap(utils["_transport"]._UnixEngine, method, f"engine answer to {request}")  # pylint: disable=protected-access

@@ -194,7 +194,7 @@ def resolution_rules_for(store):
 def inspect_names(snapshot):
     """``{image ID: the tag to inspect it by}`` on a store that finds a tag faster than an ID (``inspect_by_tag``);
     images without a tag, and every image on the other stores, are inspected by ID. A tag can move to another image
-    after the listing: the inspect's answer names the image it found, and ``_transport.LayerReader`` asks by ID
+    after the listing: the inspect's answer names the image it found, and ``_layer_reader.LayerReader`` asks by ID
     when that is not the listed one."""
     if not resolution_rules_for(snapshot.store).inspect_by_tag:
         return {}

@@ -6,7 +6,7 @@
 ``resolve`` -> (``free_space`` / ``unused_for``: the least-recently-used choice) -> ``_planner`` -> check mode:
 ``_result.build(plan)``; real run: ``_executor.apply`` -> the engine's result -> the last-used state file -> the
 result as returned (``msg``, ``free_space``, ``diff``). Beside it from the snapshot on, the images' layers are read
-(``_transport.LayerReader``), those the ``layer_cache`` file knows excepted, and the file is written at the end.
+(``_layer_reader.LayerReader``), those the ``layer_cache`` file knows excepted, and the file is written at the end.
 
 The module builds the ``AnsibleModule`` and turns ``_errors`` into ``fail_json``; this file never sees it: it gets
 the parameters, check mode, diff mode and a ``warn(message)`` callable.
@@ -25,6 +25,7 @@ from ansible_collections.janitor.docker.plugins.module_utils import (
     _errors,
     _executor,
     _layer_cache,
+    _layer_reader,
     _layers,
     _planner,
     _pressure_options,
@@ -123,9 +124,9 @@ class ImageRemover:
             histories = self.cache.histories(snapshot.images)
             if not self.pressure.active:
                 known = self.cache.layers(snapshot.images)
-        return _transport.LayerReader(client, [image.id for image in snapshot.images], self.params["parallel"],
-                                      known=known, known_histories=histories,
-                                      names=_references.inspect_names(snapshot)).start()
+        return _layer_reader.LayerReader(client, [image.id for image in snapshot.images], self.params["parallel"],
+                                         known=known, known_histories=histories,
+                                         names=_references.inspect_names(snapshot)).start()
 
     def save_cache(self, snapshot, layer_reader):
         """Write the ``layer_cache`` with what this run knows of the listed images (check mode too: it is the

@@ -7,8 +7,8 @@
 ``read(client)`` makes exactly two list requests (``GET /images/json?all=1`` and ``GET /containers/json?all=1``,
 each read again when the store changed under it) plus one ``GET /info``, sent beside the listings; nothing after it
 talks to the engine, so selection and planning are pure functions of a ``Snapshot`` and can be tested without a
-daemon. The one extra read, each image's layers (which only check mode needs, to predict released layers on the
-classic store), is the transport's ``LayerReader``: it runs beside the planner. This module imports no transport
+daemon. The one extra read, each image's layers (for the released layers and the space freed, in check mode and
+in the real run), is ``_layer_reader.LayerReader``: it runs beside the planner. This module imports no transport
 and no SDK.
 """
 

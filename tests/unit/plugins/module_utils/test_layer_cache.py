@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.janitor.docker.plugins.module_utils import _layer_cache, _transport
+from ansible_collections.janitor.docker.plugins.module_utils import _layer_cache, _layer_reader, _transport
 from tests.harness.ansible_runner import run_module
 from tests.harness.faults import FakeEngine
 
@@ -163,8 +163,8 @@ class _Engine:
 
 def test_the_layer_reader_inspects_only_what_it_does_not_know():
     engine = _Engine()
-    reader = _transport.LayerReader(engine, [iid(1), iid(2), iid(3)], 2, known={iid(2): (diff(99),)},
-                                    known_histories={iid(1): (5,)}).start()
+    reader = _layer_reader.LayerReader(engine, [iid(1), iid(2), iid(3)], 2, known={iid(2): (diff(99),)},
+                                       known_histories={iid(1): (5,)}).start()
     assert reader.layers() == {iid(1): (diff(1),), iid(2): (diff(99),), iid(3): (diff(3),)}
     assert reader.read() == {iid(1): (diff(1),), iid(3): (diff(3),)}
     assert reader.histories([iid(1), iid(3)]) == {iid(1): (5,), iid(3): [7, 0]}
@@ -174,7 +174,7 @@ def test_the_layer_reader_inspects_only_what_it_does_not_know():
 
 def test_a_reader_that_knows_every_image_sends_nothing():
     engine = _Engine()
-    reader = _transport.LayerReader(engine, [iid(1)], 2, known={iid(1): (diff(1),)}).start()
+    reader = _layer_reader.LayerReader(engine, [iid(1)], 2, known={iid(1): (diff(1),)}).start()
     assert reader.layers() == {iid(1): (diff(1),)} and reader.inspections() == {}
     reader.cancel()
     assert engine.asked == []

@@ -1,4 +1,5 @@
-"""``_transport`` without a real engine: the unix-socket transport against a fake daemon that logs what it did."""
+"""``_transport`` and ``_layer_reader`` without a real engine: the unix-socket transport and the layer reader on it,
+against a fake daemon that logs what it did."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.janitor.docker.plugins.module_utils import _errors, _transport
+from ansible_collections.janitor.docker.plugins.module_utils import _errors, _layer_reader, _transport
 from tests.harness.faults import FakeEngine, SilentDaemon, collections_path
 
 
@@ -230,7 +231,7 @@ def test_a_daemon_that_never_answers(tmp_path):
 def test_layer_reader_leaves_out_vanished_images(fake):
     engine = _connected(fake)
     try:
-        found = _transport.LayerReader(engine, [iid(1), "sha256:" + "e" * 64, iid(3)], 2).start().layers()
+        found = _layer_reader.LayerReader(engine, [iid(1), "sha256:" + "e" * 64, iid(3)], 2).start().layers()
     finally:
         engine.close()
     assert found == {iid(1): (fake.layers[iid(1)],), iid(3): (fake.layers[iid(3)],)}
@@ -246,7 +247,7 @@ def test_layer_reader_inspects_by_the_names_given_and_answers_by_image_id(fake):
     names = {iid(1): "app1:1", iid(2): "app2:1"}
     engine = _connected(fake)
     try:
-        reader = _transport.LayerReader(engine, [iid(1), iid(2), iid(3)], 2, names=names).start()
+        reader = _layer_reader.LayerReader(engine, [iid(1), iid(2), iid(3)], 2, names=names).start()
         found = reader.layers()
     finally:
         engine.close()
@@ -264,8 +265,8 @@ def test_layer_reader_asks_by_id_when_a_tag_moved_or_went_after_the_listing(fake
     fake.images[iid(2)].remove("app2:1")
     engine = _connected(fake)
     try:
-        reader = _transport.LayerReader(engine, [iid(1), iid(2), iid(3)], 2,
-                                        names={iid(1): "app1:1", iid(2): "app2:1"}).start()
+        reader = _layer_reader.LayerReader(engine, [iid(1), iid(2), iid(3)], 2,
+                                           names={iid(1): "app1:1", iid(2): "app2:1"}).start()
         found = reader.layers()
     finally:
         engine.close()
@@ -278,7 +279,7 @@ def test_layer_reader_leaves_out_an_image_gone_with_its_tag(fake):
     del fake.images[iid(2)]
     engine = _connected(fake)
     try:
-        found = _transport.LayerReader(engine, [iid(1), iid(2)], 2, names={iid(2): "app2:1"}).start().layers()
+        found = _layer_reader.LayerReader(engine, [iid(1), iid(2)], 2, names={iid(2): "app2:1"}).start().layers()
     finally:
         engine.close()
     assert found == {iid(1): (fake.layers[iid(1)],)}
@@ -310,7 +311,7 @@ class _DeletingMeanwhile:
 
 def test_layer_reader_leaves_out_an_image_deleted_meanwhile_that_first_answered_an_error():
     engine = _DeletingMeanwhile(iid(2), (404, f"No such image: {iid(2)}"))
-    found = _transport.LayerReader(engine, [iid(1), iid(2), iid(3)], 2).start().layers()
+    found = _layer_reader.LayerReader(engine, [iid(1), iid(2), iid(3)], 2).start().layers()
     assert found == {iid(1): ("sha256:" + iid(1)[7:][::-1],), iid(3): ("sha256:" + iid(3)[7:][::-1],)}
     assert engine.asked.count(iid(2)) == 2
 
@@ -318,7 +319,7 @@ def test_layer_reader_leaves_out_an_image_deleted_meanwhile_that_first_answered_
 def test_layer_reader_raises_an_error_that_stays_when_asked_again():
     engine = _DeletingMeanwhile(iid(2), (500, "layer does not exist"))
     with pytest.raises(_errors.EngineAPIError) as info:
-        _transport.LayerReader(engine, [iid(1), iid(2)], 2).start().layers()
+        _layer_reader.LayerReader(engine, [iid(1), iid(2)], 2).start().layers()
     assert info.value.status == 500 and "layer does not exist" in info.value.message
     assert engine.asked.count(iid(2)) == 2
 
@@ -326,7 +327,7 @@ def test_layer_reader_raises_an_error_that_stays_when_asked_again():
 def test_layer_reader_reports_a_lost_engine_as_our_error(fake):
     engine = _connected(fake, timeout=1)
     fake.stall = "/images/"
-    reader = _transport.LayerReader(engine, list(IMAGES), 2).start()
+    reader = _layer_reader.LayerReader(engine, list(IMAGES), 2).start()
     try:
         with pytest.raises(_errors.EngineUnreachableError) as info:
             reader.layers()
