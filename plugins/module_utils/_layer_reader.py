@@ -49,6 +49,7 @@ class LayerReader:
         self._thread = None
         self._answers = ()
         self._error = None
+        self._found = None  # what inspections() made of the answers, once
 
     def start(self):
         if self.image_ids:
@@ -85,7 +86,10 @@ class LayerReader:
     def inspections(self):
         """``{image ID: its inspect answer}`` for every image still there (waits for all of them): the layers, and
         ``Metadata.LastTagTime`` for the last use, come from the same one inspect per image. The ``known`` images
-        are not among them."""
+        are not among them. Made once: a run that asks again (the pressure options' tag times, then the layers
+        before the first removal) gets the same answers, and no image is asked for again."""
+        if self._found is not None:
+            return dict(self._found)
         if self._thread is not None:
             self._thread.join()
         if self._error is not None:
@@ -104,7 +108,8 @@ class LayerReader:
             if isinstance(answer, EngineAPIError):
                 continue  # a vanished image has no layers to predict
             found[image_id] = answer if isinstance(answer, dict) else {}
-        return found
+        self._found = found
+        return dict(found)
 
     def _asked_again(self, image_id, error):
         """The inspect of an image that answered ``error`` (not a 404), sent once more: an image another client was

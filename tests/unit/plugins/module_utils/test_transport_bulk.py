@@ -273,6 +273,9 @@ def test_layer_reader_asks_by_id_when_a_tag_moved_or_went_after_the_listing(fake
     assert found == {iid(n): (fake.layers[iid(n)],) for n in (1, 2, 3)}
     assert sorted(_inspected(fake)) == sorted(["app1:1", "app2:1", iid(3), iid(1), iid(2)])
     assert reader.read() == {iid(3): (fake.layers[iid(3)],)}
+    # asked again (the pressure options read the tag times, then the layers): the same answers, nothing re-sent
+    assert reader.layers() == found and set(reader.inspections()) == set(found)
+    assert len(_inspected(fake)) == 5
 
 
 def test_layer_reader_leaves_out_an_image_gone_with_its_tag(fake):
@@ -311,9 +314,11 @@ class _DeletingMeanwhile:
 
 def test_layer_reader_leaves_out_an_image_deleted_meanwhile_that_first_answered_an_error():
     engine = _DeletingMeanwhile(iid(2), (404, f"No such image: {iid(2)}"))
-    found = _layer_reader.LayerReader(engine, [iid(1), iid(2), iid(3)], 2).start().layers()
+    reader = _layer_reader.LayerReader(engine, [iid(1), iid(2), iid(3)], 2).start()
+    found = reader.layers()
     assert found == {iid(1): ("sha256:" + iid(1)[7:][::-1],), iid(3): ("sha256:" + iid(3)[7:][::-1],)}
     assert engine.asked.count(iid(2)) == 2
+    assert reader.layers() == found and engine.asked.count(iid(2)) == 2  # not asked a third time
 
 
 def test_layer_reader_raises_an_error_that_stays_when_asked_again():
