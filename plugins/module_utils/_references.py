@@ -157,7 +157,8 @@ def validate_tag(tag):
 @dataclass(frozen=True)
 class ResolutionRules:
     """How one kind of image store resolves what ``DELETE /images/<x>`` names, as data (the delete rules that
-    follow are the planner's ``StoreRules``). Found by experiment on the engines, the docker CLI as reference.
+    follow are the planner's ``StoreRules``), and which name it finds fastest for an inspect (``inspect_by_tag``).
+    Found by experiment on the engines, the docker CLI as reference.
 
     Both stores look a string up as a name (``<name>:latest`` without a tag) and as an ID prefix, and both treat a
     string that is a prefix of the found image's ID as a request by ID (the whole image, moby's
