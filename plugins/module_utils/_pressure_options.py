@@ -32,7 +32,7 @@ PRESSURE_ARGUMENT_SPEC = dict(
     last_used_state=dict(type="path"),
 )
 
-SIZE_FORMS = ("a percentage of the filesystem that holds the engine's data root (\"85%\"), or a size of the images "
+SIZE_FORMS = ("a percentage of the filesystem that holds the engine's images (\"85%\"), or a size of the images "
               "(\"20GB\", \"15GiB\", \"512MiB\", or bytes as a whole number such as 21474836480); both values of "
               "the same kind")
 

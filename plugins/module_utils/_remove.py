@@ -163,7 +163,7 @@ class ImageRemover:
         rule = _pressure.RULE_FREE_SPACE if pressure.free_space else _pressure.RULE_UNUSED_FOR
         measure = freed = space = None
         if pressure.free_space is not None:
-            measure = _disk.read_measure(client, pressure.free_space.measure, client.info())
+            measure = _disk.read_measure(client, pressure.free_space.measure, client.info(), snapshot.store)
             read = layer_reader.histories if layer_reader is not None else dict.fromkeys
             space = _pressure.LayerSpace(snapshot, self.layer_table(snapshot, layer_reader), read)
             freed = _pressure.PrefixFreed(snapshot, offered, self.policy(), rules, space, rule, given)

@@ -194,7 +194,10 @@ options:
         V(low). When the measure is at or above V(high), remove images, least recently used first, until it is at or
         below V(low); below V(high), remove nothing. See O(last_used_state) for how the last use is known.
       - Both values are of one kind. A percentage (V("85%")) measures the use of the filesystem that holds the
-        engine's data root (C(DockerRootDir)), read on this host - the engine must be on this host (a unix socket
+        images, read on this host - the engine's data root (C(DockerRootDir)), or on the containerd image store
+        containerd's root (V(/var/lib/containerd) for the system containerd of Debian's and Docker's packages, or
+        the C(root) of C(/etc/containerd/config.toml), read with Python 3.11's C(tomllib) or the C(tomli) package;
+        under the data root when dockerd runs its own containerd). The engine must be on this host (a unix socket
         that exists here), otherwise the task fails before anything is removed and suggests the size form. A size
         (V(20GB), V(15GiB), V(512MiB), or bytes as a whole number) measures the images' total size in the engine's
         own accounting (C(LayersSize) of C(docker system df)). V(low) must not be above V(high).
@@ -525,7 +528,8 @@ free_space:
       description: V(filesystem) (O(free_space) in percent) or V(images) (sizes).
       type: str
     path:
-      description: The engine's data root (C(DockerRootDir)).
+      description: The directory whose filesystem was measured - the engine's data root (C(DockerRootDir)), or
+        containerd's root on the containerd image store; the data root for the V(images) measure.
       type: str
     total:
       description: The filesystem's size; V(null) for the V(images) measure.

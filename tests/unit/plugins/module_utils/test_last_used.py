@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.janitor.docker.plugins.module_utils import _disk, _last_used
 from ansible_collections.janitor.docker.plugins.module_utils._errors import JanitorError
-from ansible_collections.janitor.docker.plugins.module_utils._snapshot import ContainerRecord, ImageRecord, Snapshot
+from ansible_collections.janitor.docker.plugins.module_utils._snapshot import CONTAINERD, ContainerRecord, ImageRecord, Snapshot
 
 NOW = 1_700_000_000.0
 
@@ -116,12 +116,81 @@ def test_filesystem_measure_of_a_directory(tmp_path):
 def test_the_filesystem_measure_needs_the_engine_here(tmp_path):
     sock = tmp_path / "docker.sock"
     sock.write_text("")
-    assert _disk.local_data_root(f"unix://{sock}", {"DockerRootDir": str(tmp_path)}) == str(tmp_path)
+    assert _disk.local_images_path(f"unix://{sock}", {"DockerRootDir": str(tmp_path)}) == str(tmp_path)
     for host, root in (("tcp://10.0.0.1:2376", str(tmp_path)), ("ssh://user@host", str(tmp_path)),
                        (f"unix://{tmp_path}/missing.sock", str(tmp_path))):
         with pytest.raises(JanitorError) as info:
-            _disk.local_data_root(host, {"DockerRootDir": root})
+            _disk.local_images_path(host, {"DockerRootDir": root})
         assert "on this host" in info.value.message and "20GB" in info.value.message
     with pytest.raises(JanitorError) as info:
-        _disk.local_data_root(f"unix://{sock}", {"DockerRootDir": str(tmp_path / "elsewhere")})
+        _disk.local_images_path(f"unix://{sock}", {"DockerRootDir": str(tmp_path / "elsewhere")})
     assert "not a directory on this host" in info.value.message and "sizes of the images" in info.value.message
+
+
+@pytest.fixture
+def containerd_host(tmp_path, monkeypatch):
+    """A host with Docker's data root, a system containerd's config path and default root, all under tmp_path."""
+    paths = {name: tmp_path / name for name in ("docker", "etc-config.toml", "var-lib-containerd", "run")}
+    paths["docker"].mkdir()
+    paths["var-lib-containerd"].mkdir()
+    paths["run"].mkdir()
+    monkeypatch.setattr(_disk, "CONTAINERD_CONFIG", str(paths["etc-config.toml"]))
+    monkeypatch.setattr(_disk, "CONTAINERD_ROOT", str(paths["var-lib-containerd"]))
+    return paths
+
+
+def _info(paths, address=True):
+    info = {"DockerRootDir": str(paths["docker"])}
+    if address:
+        info["Containerd"] = {"Address": str(paths["run"] / "containerd.sock"), "Namespaces": {"Containers": "moby"}}
+    return info
+
+
+def test_a_graph_driver_store_measures_the_data_root(containerd_host):
+    assert _disk.images_path(_info(containerd_host), "classic") == str(containerd_host["docker"])
+
+
+def test_a_system_containerd_keeps_the_images_in_its_own_root(containerd_host):
+    """Debian's and Docker's packages: dockerd --containerd=/run/containerd/containerd.sock. No config beside the
+    socket: the system config's root, or /var/lib/containerd when it names none (or does not exist)."""
+    assert _disk.images_path(_info(containerd_host), CONTAINERD) == str(containerd_host["var-lib-containerd"])
+    containerd_host["etc-config.toml"].write_text('version = 2\n[plugins."io.containerd.grpc.v1.cri"]\n')
+    assert _disk.images_path(_info(containerd_host), CONTAINERD) == str(containerd_host["var-lib-containerd"])
+    containerd_host["etc-config.toml"].write_text('version = 2\nroot = "/srv/containerd"  # a disk of its own\n'
+                                                  '[grpc]\n  root = "/not/this"\n')
+    assert _disk.images_path(_info(containerd_host), CONTAINERD) == "/srv/containerd"
+    assert _disk.images_path(_info(containerd_host, address=False), CONTAINERD) == "/srv/containerd"
+
+
+def test_dockerds_own_containerd_has_its_config_beside_its_socket(containerd_host):
+    """dockerd without --containerd writes <exec-root>/containerd/containerd.toml with root under the data root;
+    that config wins over the system one, which that containerd does not read."""
+    own = containerd_host["docker"] / "containerd" / "daemon"
+    own.mkdir(parents=True)
+    (containerd_host["run"] / "containerd.toml").write_text(f'version = 2\nroot = "{own}"\n')
+    containerd_host["etc-config.toml"].write_text('root = "/srv/containerd"\n')
+    assert _disk.images_path(_info(containerd_host), CONTAINERD) == str(own)
+    # an engine older than API 1.46 names no address: its own containerd's root, when no system config exists
+    containerd_host["etc-config.toml"].unlink()
+    assert _disk.images_path(_info(containerd_host, address=False), CONTAINERD) == str(own)
+
+
+def test_a_containerd_config_that_cannot_be_read_names_itself_and_the_size_form(containerd_host, monkeypatch):
+    containerd_host["etc-config.toml"].write_text("root = \n")
+    with pytest.raises(JanitorError) as info:
+        _disk.images_path(_info(containerd_host), CONTAINERD)
+    assert str(containerd_host["etc-config.toml"]) in info.value.message and "20GB" in info.value.message
+    monkeypatch.setattr(_disk, "_toml", None)  # Python before 3.11 without the tomli package
+    containerd_host["etc-config.toml"].write_text('root = "/srv/containerd"\n')
+    with pytest.raises(JanitorError) as info:
+        _disk.images_path(_info(containerd_host), CONTAINERD)
+    assert "tomli" in info.value.message and "Python 3.11" in info.value.message and "20GB" in info.value.message
+
+
+def test_the_filesystem_measure_on_the_containerd_store_names_containerds_root(containerd_host):
+    sock = containerd_host["run"] / "docker.sock"
+    sock.write_text("")
+    containerd_host["etc-config.toml"].write_text(f'root = "{containerd_host["docker"]}/missing"\n')
+    with pytest.raises(JanitorError) as info:
+        _disk.local_images_path(f"unix://{sock}", _info(containerd_host), CONTAINERD)
+    assert "containerd's root" in info.value.message and "missing" in info.value.message
