@@ -274,6 +274,66 @@ class Engine:
         return {"images": images, "containers": containers}
 
 
+class SystemContainerd:
+    """A containerd of its own, as Debian's and Docker's packages run one beside dockerd (which is then started with
+    ``--containerd=<its socket>``): its root, where the containerd image store keeps the images, on a tmpfs of
+    ``tmpfs_size`` apart from dockerd's data root. Its config is written beside its socket (``containerd.toml``),
+    the one place a module on this host may read it without touching ``/etc``. ``stop()`` ends it, unmounts its
+    root and removes every trace."""
+
+    def __init__(self, tmpfs_size: str = "256m"):
+        self.tmpfs_size = tmpfs_size
+        self.dir: Path | None = None
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def root(self) -> Path:
+        return self.dir / "root"
+
+    @property
+    def sock(self) -> Path:
+        return self.dir / "run" / "containerd.sock"
+
+    def start(self, timeout: float = 60) -> "SystemContainerd":
+        binary = UNSTABLE_ROOT / "usr" / "bin" / "containerd"
+        if not binary.is_file():
+            raise EngineUnavailable(f"containerd: {binary} not found (run `make engines`)")
+        self.dir = Path(tempfile.mkdtemp(prefix="jd-ctd-", dir="/tmp"))
+        for sub in ("root", "state", "run"):
+            (self.dir / sub).mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.tmpfs_size},mode=0711", "tmpfs", str(self.root)],
+                       check=True, capture_output=True)
+        config = self.dir / "run" / "containerd.toml"
+        config.write_text(f'version = 2\nroot = "{self.root}"\nstate = "{self.dir / "state"}"\n'
+                          f'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n\n[grpc]\n  address = "{self.sock}"\n')
+        with open(self.dir / "containerd.log", "wb") as log:
+            self.process = subprocess.Popen([str(binary), "--config", str(config)], stdout=log,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not self.sock.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                tail = (self.dir / "containerd.log").read_text(errors="replace")[-2000:]
+                self.stop()
+                raise RuntimeError(f"containerd did not start:\n{tail}")
+            time.sleep(0.1)
+        return self
+
+    def stop(self) -> None:
+        if self.dir is None:
+            return
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        _kill_processes_mentioning(str(self.dir))
+        _unmount_below(str(self.dir))
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
+
+
 def _kill_processes_mentioning(marker: str) -> None:
     """Kill leftover containerd and shim processes whose command line names our temp dir."""
     for _attempt in range(3):

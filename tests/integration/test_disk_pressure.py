@@ -17,7 +17,8 @@ import yaml
 
 from ansible_collections.janitor.docker.plugins.module_utils._units import human_size
 from tests.harness.ansible_runner import run_module, run_playbook
-from tests.harness.engines import Engine, engine_spec
+from tests.harness.engines import Engine, SystemContainerd, engine_spec
+from tests.harness.images import ImageFactory, ImageSpec
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -299,3 +300,47 @@ def test_role_rule_with_free_space_reports_the_hosts_measure(tight, tmp_path):
     markdown = (tmp_path / "report" / "image-cleanup.md").read_text()
     assert f"Disk (images, docker system df): {human_size(used)} used before, {human_size(measured['after'])} after" \
         in markdown
+
+
+def test_filesystem_measure_follows_a_system_containerds_root(engine_kind):
+    """Debian's and Docker's packages run dockerd with ``--containerd=/run/containerd/containerd.sock``: on the
+    containerd image store the images are then in that containerd's root, not under Docker's data root. Here the
+    two are tmpfs of different sizes, so measuring the wrong one shows in ``total`` and in what the run frees."""
+    if engine_kind != "containerd":
+        pytest.skip("the containerd image store: only there are the images outside Docker's data root")
+    containerd = SystemContainerd(tmpfs_size="96m").start()
+    engine = None
+    try:
+        engine = Engine(engine_spec("containerd"), extra_args=(f"--containerd={containerd.sock}",),
+                        tmpfs_size="32m").start()
+        keep, *old = ImageFactory(engine).load(
+            [ImageSpec(["sys-keep:1"], os.urandom(4 * MiB))]
+            + [ImageSpec([f"sys-old:{n}"], os.urandom(3 * MiB)) for n in range(4)])
+        stat = os.statvfs(containerd.root)
+        total = stat.f_blocks * stat.f_frsize
+        used = total - stat.f_bavail * stat.f_frsize
+        assert os.statvfs(engine.data_root).f_blocks * os.statvfs(engine.data_root).f_frsize != total
+        high = used * 100.0 / total
+        low = (used - 7 * MiB) * 100.0 / total  # two of the four old images (3 MiB each, twice: blob and snapshot)
+        args = {"docker_host": engine.url, "exclude": ["sys-keep:1"],
+                "free_space": {"high": f"{high - 0.01:.3f}%", "low": f"{low:.3f}%"}}
+        check = run_module("image_remove", args, check_mode=True)
+        assert not check.failed, check.get("msg")
+        real = run_module("image_remove", args)
+        for key in ("changed", "untagged", "deleted"):
+            assert check[key] == real[key], key
+        space = real["free_space"]
+        # containerd writes a few kB of its own between the two runs: the rest of the measure is the same
+        assert abs(check["free_space"]["used_before"] - space["used_before"]) <= 64 * KiB, (check, space)
+        assert {k: v for k, v in check["free_space"].items() if not k.startswith("used_")} == {
+            k: v for k, v in space.items() if not k.startswith("used_")}
+        assert space["measure"] == "filesystem" and space["path"] == str(containerd.root), space
+        assert space["total"] == total and space["target_met"] and real["deleted"], space
+        assert set(real["deleted"]) <= set(old) and keep in {image["Id"] for image in engine.api.images(all=True)}
+        stat = os.statvfs(containerd.root)
+        after = total - stat.f_bavail * stat.f_frsize
+        _close(space["used_before"] - space["used_after"], space["used_before"] - after, exact=False)
+    finally:
+        if engine is not None:
+            engine.stop()
+        containerd.stop()
