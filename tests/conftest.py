@@ -215,3 +215,20 @@ def fresh_world(world):
     """The realistic world restored from its golden copy (a few seconds): destructive tests start from here."""
     world.restore()
     return world
+
+
+@pytest.fixture
+def inspects_asked(monkeypatch):
+    """The names the unix-socket transport sends image inspects for, in order, from now on (the module in this
+    process still gets every answer)."""
+    from ansible_collections.janitor.docker.plugins.module_utils import _transport
+
+    asked = []
+    original = _transport._UnixCalls.inspect_image
+
+    def inspect_image(self, image):
+        asked.append(image)
+        return original(self, image)
+
+    monkeypatch.setattr(_transport._UnixCalls, "inspect_image", inspect_image)
+    return asked

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import docker
 
+from tests.harness import procs
+
 KINDS = ("legacy", "classic", "containerd")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("JANITOR_CACHE_DIR", REPO_ROOT / ".cache"))
@@ -321,13 +323,7 @@ class SystemContainerd:
     def stop(self) -> None:
         if self.dir is None:
             return
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        procs.stop(self.process, timeout=20)
         _kill_processes_mentioning(str(self.dir))
         _unmount_below(str(self.dir))
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -158,27 +158,19 @@ def test_images_removed_by_someone_else(clean_engine, images, race):
 
 
 # -- a tag moves while the images' layers are read ------------------------------------------------------------------
-def test_tag_moved_before_the_inspects_reads_the_listed_images_layers(clean_engine, images, race, monkeypatch):
+def test_tag_moved_before_the_inspects_reads_the_listed_images_layers(clean_engine, images, race, inspects_asked):
     """The containerd store inspects a tagged image by its tag (``inspect_by_tag``). Another client moves that tag
     to an image with other layers right after the listing: the answer names the other image, so the image is asked
     for again by ID, and the dry run predicts from its own layers what it predicts without the race. The graph
     driver inspects by ID from the start."""
-    from ansible_collections.janitor.docker.plugins.module_utils import _transport
-
     engine = clean_engine
     listed, other = images.load([ImageSpec(["race-inspect:1"], b"l" * 300_000),
                                  ImageSpec(["race-inspect-other:1"], b"o" * 700_000)])
     unraced = run_module("image_remove", {"docker_host": engine.url, "images": [listed]}, check_mode=True)
     assert not unraced.failed and unraced["deleted"] == [listed] and unraced["space_reclaimed"] > 0, unraced
 
-    asked = []
-    original = _transport._UnixCalls.inspect_image
-
-    def inspect_image(self, image):
-        asked.append(image)
-        return original(self, image)
-
-    monkeypatch.setattr(_transport._UnixCalls, "inspect_image", inspect_image)
+    asked = inspects_asked
+    asked.clear()  # the raced run's inspects only
     race(lambda: images.tag(other, "race-inspect:1"))  # listed keeps no tag: dangling, still there
 
     raced = run_module("image_remove", {"docker_host": engine.url, "images": [listed]}, check_mode=True)

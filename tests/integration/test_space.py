@@ -90,21 +90,12 @@ def test_space_of_everything_no_container_uses(fresh_world, engine_kind):
     _compare(fresh_world, engine_kind, {"all": True})
 
 
-def test_each_image_is_inspected_once_by_the_name_its_store_finds_fastest(fresh_world, engine_kind, monkeypatch):
+def test_each_image_is_inspected_once_by_the_name_its_store_finds_fastest(fresh_world, engine_kind, inspects_asked):
     """The layers of the realistic world (registry names with a port, several tags and repositories, digests,
     dangling builds, intermediates) are read with one inspect per image: on the containerd store a tagged image by
     its first listed tag (``inspect_by_tag``), which must name the listed image so that it is not asked again by
     ID; every other image, and every image on the graph-driver stores, by ID."""
-    from ansible_collections.janitor.docker.plugins.module_utils import _transport
-
-    asked = []
-    original = _transport._UnixCalls.inspect_image
-
-    def inspect_image(self, image):
-        asked.append(image)
-        return original(self, image)
-
-    monkeypatch.setattr(_transport._UnixCalls, "inspect_image", inspect_image)
+    asked = inspects_asked
     engine = fresh_world.restore()
     listed = engine.api.images(all=True)
     result = run_module("image_remove", {"docker_host": engine.url, "all": True}, check_mode=True)
