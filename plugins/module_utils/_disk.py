@@ -53,7 +53,17 @@ def containerd_root(info):
     address = containerd.get("Address") if isinstance(containerd, dict) else None
     if isinstance(address, str) and address:
         beside = os.path.join(os.path.dirname(address), "containerd.toml")
-        if os.path.isfile(beside):
+        try:
+            os.stat(beside)
+        except FileNotFoundError:
+            pass  # a system containerd: nothing beside its socket
+        except OSError as exc:  # not allowed to look: guessing could measure another disk
+            raise JanitorError(
+                f"free_space in percent on the containerd image store measures the filesystem of containerd's root, "
+                f"which its config {beside} names, but it cannot be looked at ({exc.strerror or exc}): run the task "
+                f"as root (become: true), or give free_space as sizes of the images (for example high: 20GB, "
+                f"low: 15GB)") from exc
+        else:
             return _configured_root(beside)
     elif not os.path.isfile(CONTAINERD_CONFIG) and data_root(info):
         own = os.path.join(data_root(info), "containerd", "daemon")

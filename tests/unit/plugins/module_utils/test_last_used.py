@@ -175,6 +175,24 @@ def test_dockerds_own_containerd_has_its_config_beside_its_socket(containerd_hos
     assert _disk.images_path(_info(containerd_host, address=False), CONTAINERD) == str(own)
 
 
+def test_a_config_beside_the_socket_that_cannot_be_looked_at_is_not_guessed_past(containerd_host, monkeypatch):
+    """A user without access to dockerd's exec root (0700) cannot tell whether dockerd runs its own containerd: the
+    task fails and says how to go on, instead of measuring /var/lib/containerd's disk."""
+    beside = str(containerd_host["run"] / "containerd.toml")
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        if str(path) == beside:
+            raise PermissionError(13, "Permission denied", beside)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(_disk.os, "stat", stat)
+    with pytest.raises(JanitorError) as info:
+        _disk.images_path(_info(containerd_host), CONTAINERD)
+    assert beside in info.value.message and "Permission denied" in info.value.message
+    assert "become" in info.value.message and "20GB" in info.value.message
+
+
 def test_a_containerd_config_that_cannot_be_read_names_itself_and_the_size_form(containerd_host, monkeypatch):
     containerd_host["etc-config.toml"].write_text("root = \n")
     with pytest.raises(JanitorError) as info:
