@@ -142,8 +142,7 @@ class Engine:
         for sub in ("data", "exec"):
             (self.root / sub).mkdir()
         if self.tmpfs_size:
-            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.tmpfs_size},mode=0711", "tmpfs",
-                            str(self.root / "data")], check=True, capture_output=True)
+            _mount_tmpfs(self.root / "data", self.tmpfs_size)
         if self.data_from is not None:
             subprocess.run(["cp", "-a", f"{self.data_from}/.", str(self.root / "data")], check=True)
         config = dict(self.spec.daemon_config)
@@ -203,9 +202,7 @@ class Engine:
         if self._client is not None:
             self._client.close()
             self._client = None
-        _kill_processes_mentioning(str(self.root))
-        _unmount_below(str(self.root))
-        shutil.rmtree(self.root, ignore_errors=True)
+        _remove_traces(self.root)
         self.root = None
 
     def terminate(self, timeout: float = 30) -> None:
@@ -303,8 +300,7 @@ class SystemContainerd:
         self.dir = Path(tempfile.mkdtemp(prefix="jd-ctd-", dir="/tmp"))
         for sub in ("root", "state", "run"):
             (self.dir / sub).mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.tmpfs_size},mode=0711", "tmpfs", str(self.root)],
-                       check=True, capture_output=True)
+        _mount_tmpfs(self.root, self.tmpfs_size)
         config = self.dir / "run" / "containerd.toml"
         config.write_text(f'version = 2\nroot = "{self.root}"\nstate = "{self.dir / "state"}"\n'
                           f'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n\n[grpc]\n  address = "{self.sock}"\n')
@@ -324,9 +320,7 @@ class SystemContainerd:
         if self.dir is None:
             return
         procs.stop(self.process, timeout=20)
-        _kill_processes_mentioning(str(self.dir))
-        _unmount_below(str(self.dir))
-        shutil.rmtree(self.dir, ignore_errors=True)
+        _remove_traces(self.dir)
         self.dir = None
 
 
@@ -351,6 +345,19 @@ def _kill_processes_mentioning(marker: str) -> None:
             except ProcessLookupError:
                 pass
         time.sleep(0.3)
+
+
+def _mount_tmpfs(path: Path, size: str) -> None:
+    """A tmpfs of ``size`` (``"128m"``) of its own at ``path`` (as root)."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0711", "tmpfs", str(path)], check=True,
+                   capture_output=True)
+
+
+def _remove_traces(directory: Path) -> None:
+    """Every trace of a daemon that lived in ``directory``: its leftover processes, its mounts, its files."""
+    _kill_processes_mentioning(str(directory))
+    _unmount_below(str(directory))
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _unmount_below(prefix: str) -> None:

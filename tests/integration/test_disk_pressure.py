@@ -39,15 +39,16 @@ def _layers_size(engine):
     return engine.api.df()["LayersSize"]
 
 
-def _fs_used(engine):
-    stat = os.statvfs(engine.data_root)
+def _fs_used(path):
+    """``(total, used)`` bytes of the filesystem holding ``path``, as kubelet counts them."""
+    stat = os.statvfs(path)
     total = stat.f_blocks * stat.f_frsize
     return total, total - stat.f_bavail * stat.f_frsize
 
 
 def _measure(engine, measure):
     """The engine's measure now: ``LayersSize`` (images) or the used bytes of its data root's filesystem."""
-    return _layers_size(engine) if measure == "images" else _fs_used(engine)[1]
+    return _layers_size(engine) if measure == "images" else _fs_used(engine.data_root)[1]
 
 
 def _ran(engine, image_id, start=True):
@@ -150,7 +151,7 @@ def test_free_space_removes_the_shortest_lru_prefix_that_reaches_low(tight, worl
         used = _layers_size(engine)
         args = {"docker_host": engine.url, "free_space": {"high": used, "low": used - need}}
     else:
-        total, used = _fs_used(engine)
+        total, used = _fs_used(engine.data_root)
         args = {"docker_host": engine.url, "free_space": {"high": f"{used * 100.0 / total - 0.01:.3f}%",
                                                           "low": f"{(used - need) * 100.0 / total:.3f}%"}}
     check = run_module("image_remove", args, check_mode=True)
@@ -196,7 +197,7 @@ def test_free_space_removes_the_shortest_lru_prefix_that_reaches_low(tight, worl
 
 def test_filesystem_measure_of_the_data_root(tight):
     engine, world = tight
-    total, used = _fs_used(engine)
+    total, used = _fs_used(engine.data_root)
     high = used * 100.0 / total
     low = (used - 2 * MiB) * 100.0 / total
     args = {"docker_host": engine.url, "free_space": {"high": f"{high - 0.01:.3f}%", "low": f"{low:.3f}%"}}
@@ -210,7 +211,7 @@ def test_filesystem_measure_of_the_data_root(tight):
     images_at = engine.data_root / "containerd" / "daemon" if engine.kind == "containerd" else engine.data_root
     assert space["measure"] == "filesystem" and space["path"] == str(images_at) and space["total"] == total
     assert space["target_met"] and real["deleted"]
-    _total, after = _fs_used(engine)
+    _total, after = _fs_used(engine.data_root)
     _close(space["used_before"] - space["used_after"], space["used_before"] - after, exact=False)
     for name in ("apps/api:2.0",):
         assert world.ids[name] in {image["Id"] for image in engine.api.images(all=True)}
@@ -316,10 +317,8 @@ def test_filesystem_measure_follows_a_system_containerds_root(engine_kind):
         keep, *old = ImageFactory(engine).load(
             [ImageSpec(["sys-keep:1"], os.urandom(4 * MiB))]
             + [ImageSpec([f"sys-old:{n}"], os.urandom(3 * MiB)) for n in range(4)])
-        stat = os.statvfs(containerd.root)
-        total = stat.f_blocks * stat.f_frsize
-        used = total - stat.f_bavail * stat.f_frsize
-        assert os.statvfs(engine.data_root).f_blocks * os.statvfs(engine.data_root).f_frsize != total
+        total, used = _fs_used(containerd.root)
+        assert _fs_used(engine.data_root)[0] != total
         high = used * 100.0 / total
         low = (used - 7 * MiB) * 100.0 / total  # two of the four old images (3 MiB each, twice: blob and snapshot)
         args = {"docker_host": engine.url, "exclude": ["sys-keep:1"],
@@ -337,8 +336,7 @@ def test_filesystem_measure_follows_a_system_containerds_root(engine_kind):
         assert space["measure"] == "filesystem" and space["path"] == str(containerd.root), space
         assert space["total"] == total and space["target_met"] and real["deleted"], space
         assert set(real["deleted"]) <= set(old) and keep in {image["Id"] for image in engine.api.images(all=True)}
-        stat = os.statvfs(containerd.root)
-        after = total - stat.f_bavail * stat.f_frsize
+        _total, after = _fs_used(containerd.root)
         _close(space["used_before"] - space["used_after"], space["used_before"] - after, exact=False)
     finally:
         if engine is not None:
