@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover - older Pythons on the managed host
 
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"  # what a system containerd reads unless told otherwise
 CONTAINERD_ROOT = "/var/lib/containerd"  # its root when the config names none
+_ROOT_MEASURE = "free_space in percent on the containerd image store measures the filesystem of containerd's root"
 
 
 def data_root(info):
@@ -51,6 +52,7 @@ def containerd_root(info):
     (``<DockerRootDir>/containerd/daemon``) when no system config exists."""
     containerd = info.get("Containerd") if isinstance(info, dict) else None
     address = containerd.get("Address") if isinstance(containerd, dict) else None
+    system_config = os.path.isfile(CONTAINERD_CONFIG)
     if isinstance(address, str) and address:
         beside = os.path.join(os.path.dirname(address), "containerd.toml")
         try:
@@ -59,37 +61,32 @@ def containerd_root(info):
             pass  # a system containerd: nothing beside its socket
         except OSError as exc:  # not allowed to look: guessing could measure another disk
             raise JanitorError(
-                f"free_space in percent on the containerd image store measures the filesystem of containerd's root, "
-                f"which its config {beside} names, but it cannot be looked at ({exc.strerror or exc}): run the task "
-                f"as root (become: true), or give free_space as sizes of the images (for example high: 20GB, "
-                f"low: 15GB)") from exc
+                f"{_ROOT_MEASURE}, which its config {beside} names, but it cannot be looked at "
+                f"({exc.strerror or exc}): run the task as root (become: true), or give free_space as sizes of the "
+                f"images (for example high: 20GB, low: 15GB)") from exc
         else:
             return _configured_root(beside)
-    elif not os.path.isfile(CONTAINERD_CONFIG) and data_root(info):
+    elif not system_config and data_root(info):
         own = os.path.join(data_root(info), "containerd", "daemon")
         if os.path.isdir(own):
             return own
-    if os.path.isfile(CONTAINERD_CONFIG):
-        return _configured_root(CONTAINERD_CONFIG)
-    return CONTAINERD_ROOT
+    return _configured_root(CONTAINERD_CONFIG) if system_config else CONTAINERD_ROOT
 
 
 def _configured_root(path):
     """The top-level ``root`` of a containerd config file (TOML), or the default root when it names none."""
     if _toml is None:
         raise JanitorError(
-            f"free_space in percent on the containerd image store measures the filesystem of containerd's root, "
-            f"which {path} may set; reading it needs Python 3.11 or the tomli package on this host. Install "
-            f"python3-tomli (or tomli with pip), or give free_space as sizes of the images (for example high: 20GB, "
-            f"low: 15GB)")
+            f"{_ROOT_MEASURE}, which {path} may set; reading it needs Python 3.11 or the tomli package on this host. "
+            f"Install python3-tomli (or tomli with pip), or give free_space as sizes of the images (for example "
+            f"high: 20GB, low: 15GB)")
     try:
         with open(path, "rb") as handle:
             config = _toml.loads(handle.read().decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:  # TOMLDecodeError is a ValueError
         raise JanitorError(
-            f"free_space in percent on the containerd image store measures the filesystem of containerd's root, "
-            f"but its config {path} could not be read ({type(exc).__name__}: {exc}). Give free_space as sizes of the "
-            f"images instead (for example high: 20GB, low: 15GB)") from exc
+            f"{_ROOT_MEASURE}, but its config {path} could not be read ({type(exc).__name__}: {exc}). Give "
+            f"free_space as sizes of the images instead (for example high: 20GB, low: 15GB)") from exc
     root = config.get("root")
     return root if isinstance(root, str) and root else CONTAINERD_ROOT
 
